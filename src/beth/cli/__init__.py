@@ -14,6 +14,7 @@ from beth.errors import BethError
 
 # Importing a topic module registers its commands.
 from beth.cli import data as _data  # noqa: E402,F401  isort: skip
+from beth.cli import sense as _sense  # noqa: E402,F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

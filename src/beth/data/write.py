@@ -1,0 +1,183 @@
+"""Write BETH logs: tables (batch) and event streams (sensors, collector) as CSV, JSONL or Parquet.
+
+CSV output is laid out like the Kaggle files (same header, minimal quoting, Python-literal lists,
+shortest float text), so beth's own loader and anyone's pandas code read it the same way. Parquet
+keeps the raw column types of `beth.schema` and records in its metadata what the file holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from beth.errors import UsageError
+from beth.events import DnsEvent, ProcessEvent
+from beth.schema import FileKind
+
+Format = Literal["csv", "jsonl", "parquet"]
+FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+#: Parquet key-value metadata keys written by beth.
+META_KIND = b"beth.kind"
+META_SYNTHETIC = b"beth.synthetic"
+META_NOTE = b"beth.note"
+
+
+def parquet_metadata(kind: FileKind, *, synthetic: bool = False, note: str = "") -> dict[bytes, bytes]:
+    meta = {META_KIND: kind.value.encode(), META_SYNTHETIC: b"1" if synthetic else b"0"}
+    if note:
+        meta[META_NOTE] = note.encode()
+    return meta
+
+
+def write_table(
+    df: pl.DataFrame,
+    path: str | Path,
+    kind: FileKind,
+    *,
+    fmt: Format | None = None,
+    synthetic: bool = False,
+    note: str = "",
+) -> Path:
+    """Write a raw (un-nested) BETH table of `kind` to `path`; format from `fmt` or the suffix."""
+    path = Path(path)
+    fmt = fmt or format_of(path)
+    df = df.select(list(kind.columns))
+    if fmt == "parquet":
+        table = df.to_arrow()
+        table = table.replace_schema_metadata(parquet_metadata(kind, synthetic=synthetic, note=note))
+        pq.write_table(table, path, compression="zstd")
+    elif fmt == "csv":
+        # Kaggle writes empty list fields as nothing, not as "": nulls give exactly that.
+        strings = [c for c, t in df.schema.items() if t == pl.String]
+        df = df.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in strings)
+        df.write_csv(path, line_terminator="\n", quote_style="necessary")
+    elif fmt == "jsonl":
+        df.write_ndjson(path)
+    else:
+        raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return path
+
+
+def format_of(path: str | Path) -> Format:
+    """Output format from a file suffix (.csv, .jsonl/.ndjson, .parquet)."""
+    suffix = Path(path).suffix.lower()
+    fmt = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}.get(suffix)
+    if fmt is None:
+        raise UsageError(
+            f"cannot tell the output format of {str(path)!r}: use a .csv, .jsonl or .parquet name"
+        )
+    return fmt  # type: ignore[return-value]
+
+
+class EventWriter:
+    """Streaming writer of ProcessEvents or DnsEvents to one file or stdout ('-').
+
+    CSV and JSONL rows go out as they come (buffered by the OS stream; `flush(durable=True)`
+    fsyncs); Parquet rows are buffered and written as one row group per `row_group_size` rows.
+    """
+
+    def __init__(
+        self,
+        target: str | Path | IO[str],
+        kind: FileKind,
+        fmt: Format = "csv",
+        *,
+        row_group_size: int = 65_536,
+        synthetic: bool = False,
+    ) -> None:
+        if fmt not in FORMATS:
+            raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
+        if kind is FileKind.HOST_PROCESS:
+            raise UsageError("events are written with all 16 process columns, not the 13-column host layout")
+        self.kind, self.fmt, self.rows = kind, fmt, 0
+        self._row_group_size = row_group_size
+        self._synthetic = synthetic
+        self._pending: list[list[str]] = []
+        self._parquet: pq.ParquetWriter | None = None
+        self._owns = not hasattr(target, "write")
+        if fmt == "parquet":
+            if not self._owns or str(target) == "-":
+                raise UsageError("Parquet output needs a file name, not a stream")
+            self._path = Path(target)  # type: ignore[arg-type]
+            self._stream: IO[str] | None = None
+        elif not self._owns:
+            self._stream = target  # type: ignore[assignment]
+        elif str(target) == "-":
+            self._stream, self._owns = sys.stdout, False
+        else:
+            self._stream = open(target, "w", newline="", encoding="utf-8")  # noqa: SIM115
+        if fmt == "csv":
+            self._csv = csv.writer(self._stream, lineterminator="\n")
+            self._csv.writerow(kind.columns)
+
+    def write(self, event: ProcessEvent | DnsEvent) -> None:
+        if self.fmt == "csv":
+            self._csv.writerow(event.csv_fields())
+        elif self.fmt == "jsonl":
+            record = event.to_record()
+            assert self._stream is not None
+            self._stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+        else:
+            self._pending.append(event.csv_fields())
+            if len(self._pending) >= self._row_group_size:
+                self._write_row_group()
+        self.rows += 1
+
+    def write_all(self, events: Iterable[ProcessEvent | DnsEvent]) -> None:
+        for event in events:
+            self.write(event)
+
+    def _write_row_group(self) -> None:
+        if not self._pending:
+            return
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([self.kind.columns, *self._pending])
+        self._pending.clear()
+        df = pl.read_csv(io.BytesIO(buf.getvalue().encode()), schema=self.kind.dtypes)
+        table: pa.Table = df.to_arrow().replace_schema_metadata(
+            parquet_metadata(self.kind, synthetic=self._synthetic)
+        )
+        if self._parquet is None:
+            self._parquet = pq.ParquetWriter(self._path, table.schema, compression="zstd")
+        self._parquet.write_table(table)
+
+    def flush(self, *, durable: bool = False) -> None:
+        """Push buffered rows to the OS; with `durable`, also to the disk (fsync)."""
+        if self.fmt == "parquet":
+            self._write_row_group()
+            return
+        assert self._stream is not None
+        self._stream.flush()
+        if durable and self._owns:
+            os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        self.flush()
+        if self._parquet is not None:
+            self._parquet.close()
+        elif self.fmt == "parquet":  # no rows at all: still leave a valid, empty file
+            pq.write_table(
+                pl.DataFrame(schema=self.kind.dtypes)
+                .to_arrow()
+                .replace_schema_metadata(parquet_metadata(self.kind, synthetic=self._synthetic)),
+                self._path,
+            )
+        if self._owns and self._stream is not None:
+            self._stream.close()
+
+    def __enter__(self) -> EventWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -13,8 +13,8 @@ from beth.cli.app import app, err
 from beth.errors import BethError
 
 # Importing a topic module registers its commands.
-from beth.cli import data as _data  # noqa: E402,F401  isort: skip
-from beth.cli import sense as _sense  # noqa: E402,F401  isort: skip
+from beth.cli import data as _data  # noqa: F401  isort: skip
+from beth.cli import sense as _sense  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,1 @@
+"""BETH files: loading, writing, literal fields and synthetic hosts."""

@@ -1,0 +1,1 @@
+"""Sensors: eBPF process events and AF_PACKET DNS events in the BETH schema."""

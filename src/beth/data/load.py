@@ -254,7 +254,6 @@ def _rows_to_frame(kind: FileKind, rows: list[list[str]]) -> pl.DataFrame:
     return pl.read_csv(
         io.BytesIO(buf.getvalue().encode("utf-8", errors="surrogateescape")),
         schema=kind.dtypes,
-        missing_utf8_is_empty_string=False,
     )
 
 

@@ -1,8 +1,9 @@
 """Write BETH logs: tables (batch) and event streams (sensors, collector) as CSV, JSONL or Parquet.
 
-CSV output is laid out like the Kaggle files (same header, minimal quoting, Python-literal lists,
-shortest float text), so beth's own loader and anyone's pandas code read it the same way. Parquet
-keeps the raw column types of `beth.schema` and records in its metadata what the file holds.
+CSV output is laid out like the Kaggle files (same header, CRLF line ends, minimal quoting,
+Python-literal lists, shortest float text), so beth's own loader and anyone's pandas code read it
+the same way. Parquet keeps the raw column types of `beth.schema` and records in its metadata
+what the file holds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from beth.schema import FileKind
 
 Format = Literal["csv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
+
+#: The Kaggle BETH files end lines with CRLF; beth writes them the same way.
+CSV_LINE_END = "\r\n"
 
 #: Parquet key-value metadata keys written by beth.
 META_KIND = b"beth.kind"
@@ -61,7 +65,7 @@ def write_table(
         # Kaggle writes empty list fields as nothing, not as "": nulls give exactly that.
         strings = [c for c, t in df.schema.items() if t == pl.String]
         df = df.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in strings)
-        df.write_csv(path, line_terminator="\n", quote_style="necessary")
+        df.write_csv(path, line_terminator=CSV_LINE_END, quote_style="necessary")
     elif fmt == "jsonl":
         df.write_ndjson(path)
     else:
@@ -118,7 +122,7 @@ class EventWriter:
         else:
             self._stream = open(target, "w", newline="", encoding="utf-8")  # noqa: SIM115
         if fmt == "csv":
-            self._csv = csv.writer(self._stream, lineterminator="\n")
+            self._csv = csv.writer(self._stream, lineterminator=CSV_LINE_END)
             self._csv.writerow(kind.columns)
 
     def write(self, event: ProcessEvent | DnsEvent) -> None:

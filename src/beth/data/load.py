@@ -31,6 +31,7 @@ from beth.schema import (
     DNS_NESTED_DTYPES,
     DNS_TIMESTAMP_FORMAT,
     PROCESS_COLUMNS,
+    PROCESS_DTYPES,
     PROCESS_NESTED_DTYPES,
     FileKind,
     kind_of_header,
@@ -65,7 +66,7 @@ class BethFile:
 @dataclass
 class BadRow:
     path: str
-    line: int
+    line: int | None
     column: str | None
     reason: str
 
@@ -257,17 +258,25 @@ def _rows_to_frame(kind: FileKind, rows: list[list[str]]) -> pl.DataFrame:
     )
 
 
-def line_of_row(path: str | Path, row_index: int) -> int:
-    """Physical line (1-based) where data row `row_index` (0-based, after the header) starts."""
+def lines_of_rows(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
+    """Physical line (1-based) where each data row (0-based, after the header) starts; one pass."""
+    wanted, found = set(rows), {}
     with Path(path).open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
         reader = csv.reader(fh)
         next(reader, None)
         line = reader.line_num
         for i, _ in enumerate(reader):
-            if i == row_index:
-                return line + 1
+            if i in wanted:
+                found[i] = line + 1
+                if len(found) == len(wanted):
+                    break
             line = reader.line_num
-    return line + 1
+    return found
+
+
+def line_of_row(path: str | Path, row_index: int) -> int | None:
+    """Physical line where data row `row_index` starts (None past the end)."""
+    return lines_of_rows(path, [row_index]).get(row_index)
 
 
 # --- reading one file -----------------------------------------------------------------------------
@@ -320,11 +329,15 @@ def read_file(
     *,
     columns: Sequence[str] | None = None,
     parse_nested: bool = False,
+    check_nested: bool = False,
     on_bad_rows: OnBadRows = "error",
     report: LoadReport | None = None,
 ) -> pl.DataFrame:
     """Read one recognised file. Process files come back in the 16-column layout (13-column files get
-    null threadId/mountNamespace/stackAddresses), DNS files in the 15-column layout."""
+    null threadId/mountNamespace/stackAddresses), DNS files in the 15-column layout.
+
+    `check_nested` parses the literal columns to validate them (bad rows: error, or skipped and
+    counted) but returns them as text, as `beth convert` needs."""
     target = PROCESS_COLUMNS if bf.kind.is_process else bf.kind.columns
     wanted = list(columns) if columns is not None else list(target)
     unknown = [c for c in wanted if c not in target]
@@ -340,12 +353,11 @@ def read_file(
     if report is not None:
         report.rows[str(bf.path)] = df.height
     if bf.kind is FileKind.HOST_PROCESS:
-        from beth.schema import PROCESS_DTYPES
-
         df = df.with_columns(pl.lit(None, PROCESS_DTYPES[c]).alias(c) for c in wanted if c not in present)
     df = df.select(wanted)
-    if parse_nested:
-        df = _parse_nested(df, bf, on_bad_rows, report)
+    if parse_nested or check_nested:
+        parsed, keep = _parse_nested(df, bf, on_bad_rows, report)
+        df = parsed if parse_nested else df if keep is None else df.filter(keep)
     return df
 
 
@@ -415,7 +427,8 @@ def _parse_column(
 
 def _parse_nested(
     df: pl.DataFrame, bf: BethFile, on_bad_rows: OnBadRows, report: LoadReport | None
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Parse the literal columns; with skipped rows, also the mask of the rows kept."""
     nested = DNS_NESTED_DTYPES if bf.kind is FileKind.DNS else PROCESS_NESTED_DTYPES
     bad_rows: set[int] = set()
     for name, dtype in nested.items():
@@ -430,16 +443,18 @@ def _parse_nested(
         # DNS lists: an empty field means an empty list, not a missing one.
         if name in DNS_LIST_COLUMNS:
             df = df.with_columns(pl.col(name).fill_null(pl.lit([], dtype)))
-    if bad_rows:
+    if not bad_rows:
+        return df, None
+    lines = lines_of_rows(bf.path, bad_rows) if bf.format == "csv" else {r: None for r in bad_rows}
+    if report is not None:
         for row in sorted(bad_rows):
-            line = line_of_row(bf.path, row) if bf.format == "csv" else row + 2
-            if report is not None:
-                report.skipped.append(BadRow(str(bf.path), line, None, "malformed nested field"))
-        keep = pl.Series([i not in bad_rows for i in range(df.height)])
-        df = df.filter(keep)
-        if report is not None:
-            report.rows[str(bf.path)] = df.height
-    return df
+            where = "" if lines[row] is not None else f"row {row + 1}: "
+            report.skipped.append(BadRow(str(bf.path), lines[row], None, f"{where}malformed literal field"))
+    keep = ~pl.int_range(df.height, eager=True).is_in(sorted(bad_rows))
+    df = df.filter(keep)
+    if report is not None:
+        report.rows[str(bf.path)] = df.height
+    return df, keep
 
 
 def _parse_dns_time(df: pl.DataFrame, bf: BethFile) -> pl.DataFrame:

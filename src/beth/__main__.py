@@ -1,0 +1,5 @@
+"""`python -m beth` runs the command line."""
+
+from beth.cli import main
+
+main()

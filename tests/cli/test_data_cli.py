@@ -60,9 +60,9 @@ def test_bad_row_error_and_skip(samples: Path, tmp_path: Path) -> None:
     bad.write_text("".join(lines))
     res = beth("info", bad)
     assert res.returncode == 2
-    assert (
-        res.stderr.strip() == f"beth: error: {bad}, line 5, column 2 (processId): not an integer: 'oops381'"
-    )
+    message = res.stderr.strip()
+    assert message.startswith(f"beth: error: {bad}, line 5, column 2 (processId): not an integer: 'oops")
+    assert len(message.splitlines()) == 1
     res = beth("info", bad, "--on-bad-rows", "skip")
     assert res.returncode == 0
     assert "skipped 1 malformed row(s):" in res.stderr and "line 5" in res.stderr

@@ -12,8 +12,10 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC
 from pathlib import Path
 from typing import IO, Literal
 
@@ -23,7 +25,7 @@ import pyarrow.parquet as pq
 
 from beth.errors import UsageError
 from beth.events import DnsEvent, ProcessEvent
-from beth.schema import FileKind
+from beth.schema import DNS_TIMESTAMP_FORMAT, FileKind
 
 Format = Literal["csv", "jsonl", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "jsonl", "parquet")
@@ -73,6 +75,42 @@ def write_table(
     return path
 
 
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
+
+
+def _q(text: str) -> str:
+    """One CSV field as `csv.writer` (minimal quoting) writes it."""
+    if _NEEDS_QUOTES.search(text) is None:
+        return text
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _lst(values: list[str]) -> str:
+    return _q(repr(values)) if values else ""
+
+
+def csv_line(event: ProcessEvent | DnsEvent) -> str:
+    """The event as one Kaggle-layout CSV record without the line end.
+
+    Exactly what `csv.writer` writes for `event.csv_fields()` (a test holds them equal), about three
+    times faster: the collector and the sensors format every event through this.
+    """
+    if isinstance(event, ProcessEvent):
+        e = event
+        return (
+            f"{round(e.timestamp, 6)!r},{e.processId},{e.threadId},{e.parentProcessId},{e.userId},"
+            f"{e.mountNamespace},{_q(e.processName)},{_q(e.hostName)},{e.eventId},{_q(e.eventName)},"
+            f"{_q(repr(e.stackAddresses))},{e.argsNum},{e.returnValue},{_q(repr(e.args))},{e.sus},{e.evil}"
+        )
+    d = event
+    return (
+        f"{d.Timestamp.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)},{_q(d.SourceIP)},"
+        f"{_q(d.DestinationIP)},{_q(d.DnsQuery)},{_lst(d.DnsAnswer)},{_lst(d.DnsAnswerTTL)},"
+        f"{_q(d.DnsQueryNames)},{_lst(d.DnsQueryClass)},{_lst(d.DnsQueryType)},{d.NumberOfAnswers},"
+        f"{d.DnsResponseCode},{d.DnsOpCode},{_q(d.SensorId)},{d.sus},{d.evil}"
+    )
+
+
 def format_of(path: str | Path) -> Format:
     """Output format from a file suffix (.csv, .jsonl/.ndjson, .parquet)."""
     suffix = Path(path).suffix.lower()
@@ -99,7 +137,10 @@ class EventWriter:
         *,
         row_group_size: int = 65_536,
         synthetic: bool = False,
+        append: bool = False,
     ) -> None:
+        """`append=True` continues an existing CSV/JSONL file (header only if it is empty): the
+        collector reopens its segments this way after a restart."""
         if fmt not in FORMATS:
             raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
         if kind is FileKind.HOST_PROCESS:
@@ -120,14 +161,16 @@ class EventWriter:
         elif str(target) == "-":
             self._stream, self._owns = sys.stdout, False
         else:
-            self._stream = open(target, "w", newline="", encoding="utf-8")  # noqa: SIM115
-        if fmt == "csv":
-            self._csv = csv.writer(self._stream, lineterminator=CSV_LINE_END)
-            self._csv.writerow(kind.columns)
+            mode = "a" if append else "w"
+            self._stream = open(target, mode, newline="", encoding="utf-8")  # noqa: SIM115
+        if append and fmt == "parquet":
+            raise UsageError("Parquet files cannot be appended to")
+        if fmt == "csv" and not (append and self._owns and self._stream.tell() > 0):
+            csv.writer(self._stream, lineterminator=CSV_LINE_END).writerow(kind.columns)
 
     def write(self, event: ProcessEvent | DnsEvent) -> None:
         if self.fmt == "csv":
-            self._csv.writerow(event.csv_fields())
+            self._stream.write(csv_line(event) + CSV_LINE_END)  # type: ignore[union-attr]
         elif self.fmt == "jsonl":
             record = event.to_record()
             assert self._stream is not None
@@ -137,6 +180,20 @@ class EventWriter:
             if len(self._pending) >= self._row_group_size:
                 self._write_row_group()
         self.rows += 1
+
+    def write_line(self, line: str) -> None:
+        """Write one already formatted CSV record (a `csv_line`, no line end) to a CSV file."""
+        if self.fmt != "csv":
+            raise UsageError(f"write_line writes CSV records, not {self.fmt}")
+        self._stream.write(line + CSV_LINE_END)  # type: ignore[union-attr]
+        self.rows += 1
+
+    def size(self) -> int:
+        """Bytes in the file once everything written so far is flushed (files this writer opened)."""
+        if not self._owns or self._stream is None:
+            raise UsageError("size() needs a CSV or JSONL file that this writer opened")
+        self._stream.flush()
+        return os.fstat(self._stream.fileno()).st_size
 
     def write_all(self, events: Iterable[ProcessEvent | DnsEvent]) -> None:
         for event in events:

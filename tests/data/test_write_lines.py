@@ -1,0 +1,109 @@
+"""The fast CSV record formatter and the append/line/size additions to EventWriter (used by the collector)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from beth.data.load import load
+from beth.data.write import CSV_LINE_END, EventWriter, csv_line
+from beth.errors import UsageError
+from beth.events import DnsEvent, ProcessEvent
+from beth.schema import FileKind
+
+# Text with every character the CSV writer treats specially, plus ordinary ones.
+_text = st.text(alphabet=st.sampled_from(list("ab ,'\"\r\n\\é[]{}:")), max_size=12)
+_arg = st.fixed_dictionaries(
+    {"name": _text, "type": _text, "value": st.one_of(st.integers(-(2**63), 2**64), _text)}
+)
+
+process_events = st.builds(
+    ProcessEvent,
+    timestamp=st.floats(0, 1e7, allow_nan=False),
+    processId=st.integers(0, 2**22),
+    threadId=st.integers(0, 2**22),
+    parentProcessId=st.integers(0, 2**22),
+    userId=st.integers(0, 2**32),
+    mountNamespace=st.integers(0, 2**33),
+    processName=_text,
+    hostName=_text,
+    eventId=st.integers(0, 1100),
+    eventName=_text,
+    stackAddresses=st.lists(st.integers(0, 2**64 - 1), max_size=4),
+    argsNum=st.integers(0, 6),
+    returnValue=st.integers(-200, 2**31),
+    args=st.lists(_arg, max_size=4),
+    sus=st.integers(0, 1),
+    evil=st.integers(0, 1),
+)
+dns_events = st.builds(
+    DnsEvent,
+    Timestamp=st.datetimes(timezones=st.just(UTC)),
+    SourceIP=_text,
+    DestinationIP=_text,
+    DnsQuery=_text,
+    DnsAnswer=st.lists(_text, max_size=3),
+    DnsAnswerTTL=st.lists(_text, max_size=3),
+    DnsQueryNames=_text,
+    DnsQueryClass=st.lists(_text, max_size=2),
+    DnsQueryType=st.lists(_text, max_size=2),
+    NumberOfAnswers=st.integers(0, 100),
+    DnsResponseCode=st.integers(0, 15),
+    DnsOpCode=st.integers(0, 15),
+    SensorId=_text,
+    sus=st.integers(0, 1),
+    evil=st.integers(0, 1),
+)
+
+
+def _csv_module(event: ProcessEvent | DnsEvent) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator=CSV_LINE_END).writerow(event.csv_fields())
+    return buf.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(process_events, dns_events))
+def test_csv_line_is_exactly_what_the_csv_module_writes(event: ProcessEvent | DnsEvent) -> None:
+    assert csv_line(event) + CSV_LINE_END == _csv_module(event)
+
+
+def _dns(second: int, query: str) -> DnsEvent:
+    return DnsEvent(
+        Timestamp=datetime(2021, 5, 16, 17, 13, second, tzinfo=UTC),
+        SourceIP="10.100.0.2",
+        DestinationIP="10.100.1.95",
+        DnsQuery=query,
+        DnsAnswer=["52.95.19.240"],
+        DnsAnswerTTL=["17"],
+        DnsQueryNames=query,
+        DnsQueryClass=["IN"],
+        DnsQueryType=["A"],
+        NumberOfAnswers=1,
+        SensorId="ip-10-100-1-95",
+    )
+
+
+def test_append_continues_a_file_without_a_second_header_and_size_tracks_it(tmp_path) -> None:
+    path = tmp_path / "x-dns.csv"
+    with EventWriter(path, FileKind.DNS, append=True) as w:  # new file: header written
+        w.write(_dns(1, "a.example"))
+        first_size = w.size()
+    assert first_size == path.stat().st_size
+    with EventWriter(path, FileKind.DNS, append=True) as w:
+        w.write_line(csv_line(_dns(2, "b.example")))
+        assert w.size() > first_size
+    text = path.read_text()
+    assert text.count("Timestamp,") == 1
+    df = load(path)
+    assert df["DnsQuery"].to_list() == ["a.example", "b.example"]
+
+
+def test_write_line_refuses_non_csv_output(tmp_path) -> None:
+    with EventWriter(tmp_path / "x.jsonl", FileKind.DNS, "jsonl") as w, pytest.raises(UsageError):
+        w.write_line("x")

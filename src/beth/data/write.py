@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC
@@ -75,14 +74,11 @@ def write_table(
     return path
 
 
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
-
-
 def _q(text: str) -> str:
     """One CSV field as `csv.writer` (minimal quoting) writes it."""
-    if _NEEDS_QUOTES.search(text) is None:
-        return text
-    return '"' + text.replace('"', '""') + '"'
+    if "," in text or '"' in text or "\n" in text or "\r" in text:
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def _lst(values: list[str]) -> str:
@@ -95,7 +91,7 @@ def csv_line(event: ProcessEvent | DnsEvent) -> str:
     Exactly what `csv.writer` writes for `event.csv_fields()` (a test holds them equal), about three
     times faster: the collector and the sensors format every event through this.
     """
-    if isinstance(event, ProcessEvent):
+    if type(event) is ProcessEvent:
         e = event
         return (
             f"{round(e.timestamp, 6)!r},{e.processId},{e.threadId},{e.parentProcessId},{e.userId},"
@@ -103,6 +99,7 @@ def csv_line(event: ProcessEvent | DnsEvent) -> str:
             f"{_q(repr(e.stackAddresses))},{e.argsNum},{e.returnValue},{_q(repr(e.args))},{e.sus},{e.evil}"
         )
     d = event
+    assert isinstance(d, DnsEvent)
     return (
         f"{d.Timestamp.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)},{_q(d.SourceIP)},"
         f"{_q(d.DestinationIP)},{_q(d.DnsQuery)},{_lst(d.DnsAnswer)},{_lst(d.DnsAnswerTTL)},"

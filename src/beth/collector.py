@@ -1,0 +1,502 @@
+"""The collector: transport -> two correlated BETH logs per host, every event written exactly once.
+
+For each host it appends process rows to `labelled_<stamp>-<host>.csv` and DNS rows to
+`labelled_<stamp>-<host>-dns.csv` (the Kaggle layouts, through `EventWriter`), where `<stamp>` is the
+UTC time the pair of segments was opened (`20260514T201503Z`). Both files of a host rotate together
+(by size or age), so a pair always covers the same period. With `fmt="parquet"` each closed segment is
+converted to Parquet.
+
+Durability and exactly-once: one cycle fetches a batch, drops duplicates and restores order by the
+envelopes' sequence numbers (`SequenceTracker`), writes the rows, fsyncs the touched files, then
+atomically replaces the checkpoint (`.beth-collector.json`: segment byte sizes + sequence state) and
+only then acknowledges the batch (one cumulative ack). After a crash, segments are cut back to the
+checkpointed sizes and the unacknowledged messages come again; those already in the checkpoint are
+recognised as duplicates. So every row is written once, whether the collector, the broker or the
+sensor side restarted.
+
+Deliveries from other hosts are untrusted (a honeypot may be compromised): each batch is parsed with
+the BETH schema and each row's hostName/SensorId must name the host of the subject it came on.
+Rows that fail are never written; they are counted and kept with the reason in `rejected.jsonl`.
+Gaps, duplicates, rejections and the sensors' own loss counters go to `collector-stats.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import polars as pl
+
+from beth.data.load import load
+from beth.data.write import CSV_LINE_END, EventWriter, write_table
+from beth.errors import DataError, UsageError
+from beth.schema import FileKind
+from beth.transport.base import Delivery, Subscriber
+from beth.transport.envelope import DNS, PROCESS, STATS, host_token
+from beth.transport.sequence import Gap, SequenceTracker, StreamCounts
+
+STATE_FILE = ".beth-collector.json"
+STATS_FILE = "collector-stats.json"
+REJECTED_FILE = "rejected.jsonl"
+FILE_KINDS = {PROCESS: FileKind.PROCESS, DNS: FileKind.DNS}
+_HOST_COLUMN = {PROCESS: "hostName", DNS: "SensorId"}
+_STATE_VERSION = 1
+_MAX_REJECTED_TEXT = 4096
+
+
+def host_name(token: str) -> str:
+    """The host name a subject token stands for (inverse of `host_token`)."""
+    return unquote(token)
+
+
+def segment_names(stamp: str, token: str, fmt: str = "csv") -> dict[str, str]:
+    """File names of one host's pair of segments."""
+    return {PROCESS: f"labelled_{stamp}-{token}.{fmt}", DNS: f"labelled_{stamp}-{token}-dns.{fmt}"}
+
+
+# --- row validation (untrusted senders) -------------------------------------------------------------
+
+
+def _frame(kind: FileKind, lines: list[str]) -> pl.DataFrame | None:
+    """The lines parsed with the BETH schema, or None if they are not exactly len(lines) full rows."""
+    text = ",".join(kind.columns) + CSV_LINE_END + CSV_LINE_END.join(lines) + CSV_LINE_END
+    try:
+        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), schema=kind.dtypes, has_header=True)
+    except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
+        return None
+    if df.height != len(lines):
+        return None
+    nullable = {"DnsAnswer", "DnsAnswerTTL", "DnsQuery", "DnsQueryNames"}
+    required = [c for c in df.columns if c not in nullable]
+    if any(df.select(pl.col(required).null_count()).row(0)):
+        return None
+    return df
+
+
+def _why_bad(kind: FileKind, line: str) -> str:
+    rows = list(csv.reader(io.StringIO(line)))
+    if len(rows) != 1:
+        return f"not one CSV record ({len(rows)} records)"
+    if len(rows[0]) != len(kind.columns):
+        return f"expected {len(kind.columns)} fields, found {len(rows[0])}"
+    return f"a field does not fit the {kind.value} schema"
+
+
+def check_rows(kind: str, deliveries: list[Delivery]) -> tuple[list[Delivery], list[tuple[Delivery, str]]]:
+    """Split deliveries of one kind into well-formed rows from the right host and rejects (with reasons).
+
+    A batch is parsed in one polars call; only a failing batch is re-checked row by row.
+    """
+    fk = FILE_KINDS[kind]
+    lines = [d.text() for d in deliveries]
+    df = _frame(fk, lines)
+    if df is None:
+        good_idx, bad = [], []
+        for i, (d, line) in enumerate(zip(deliveries, lines, strict=True)):
+            if _frame(fk, [line]) is None:
+                bad.append((d, _why_bad(fk, line)))
+            else:
+                good_idx.append(i)
+        if not good_idx:
+            return [], bad
+        deliveries = [deliveries[i] for i in good_idx]
+        df = _frame(fk, [lines[i] for i in good_idx])
+        assert df is not None
+    else:
+        bad = []
+    claimed = df[_HOST_COLUMN[kind]].to_list()
+    tokens = {name: host_token(name) if name else "" for name in set(claimed)}
+    good = []
+    for d, name in zip(deliveries, claimed, strict=True):
+        if tokens[name] == d.host:
+            good.append(d)
+        else:
+            bad.append((d, f"{_HOST_COLUMN[kind]} {name!r} is not the sending host {host_name(d.host)!r}"))
+    return good, bad
+
+
+# --- segments -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Segment:
+    """One host's open pair of segment files."""
+
+    stamp: str
+    opened: float
+    sizes: dict[str, int]  # bytes durably written (as of the last checkpoint)
+    writers: dict[str, EventWriter] = field(default_factory=dict)
+
+
+@dataclass
+class HostCounts:
+    rows: dict[str, int] = field(default_factory=lambda: {PROCESS: 0, DNS: 0})
+    rejected: int = 0
+    sensor_stats: list[dict[str, Any]] = field(default_factory=list)  # latest counters the sensors sent
+
+
+class Collector:
+    """Consumes deliveries from a `Subscriber` and writes per-host BETH logs under `out_dir`."""
+
+    def __init__(
+        self,
+        subscriber: Subscriber,
+        out_dir: str | Path,
+        *,
+        fmt: str = "csv",
+        rotate_bytes: int = 256 * 1024 * 1024,
+        rotate_seconds: float = 86_400.0,
+        batch: int = 5000,
+        commit_interval: float = 0.05,
+        reorder_window: float = 2.0,
+        log: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if fmt not in ("csv", "parquet"):
+            raise UsageError(f"the collector writes csv or parquet, not {fmt!r}")
+        if rotate_bytes < 4096 or rotate_seconds <= 0:
+            raise UsageError("rotation needs at least 4096 bytes and a positive interval")
+        self.sub = subscriber
+        self.out = Path(out_dir)
+        self.fmt = fmt
+        self.rotate_bytes, self.rotate_seconds = rotate_bytes, rotate_seconds
+        self.batch, self.commit_interval = batch, commit_interval
+        self.log = log or (lambda message: None)
+        self.clock = clock
+        self.tracker = SequenceTracker(reorder_window=reorder_window, on_gap=self._on_gap)
+        self.hosts: dict[str, HostCounts] = {}
+        self.closed_segments: list[str] = []  # CSV segments waiting for Parquet conversion
+        self._segments: dict[str, _Segment] = {}
+        self._pending: list[Delivery] = []  # fetched, not yet acknowledged, in fetch order
+        self._rejected_fh: Any = None
+        self._last_stats = 0.0
+        self.written = 0
+        self._open = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def __enter__(self) -> Collector:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Create the output directory, or recover it from the checkpoint of an earlier run."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        state_path = self.out / STATE_FILE
+        if state_path.exists():
+            self._recover(state_path)
+        self._open = True
+
+    def _recover(self, state_path: Path) -> None:
+        try:
+            state = json.loads(state_path.read_text())
+            if state.get("version") != _STATE_VERSION:
+                raise ValueError(f"version {state.get('version')}")
+        except (ValueError, OSError) as exc:
+            raise DataError(f"unreadable collector checkpoint ({exc})", path=state_path) from None
+        if state["format"] != self.fmt:
+            raise UsageError(
+                f"{self.out} was collected as {state['format']}; collect into another directory "
+                f"to write {self.fmt}"
+            )
+        now = self.clock()
+        for token, seg in state["segments"].items():
+            sizes = {k: int(v) for k, v in seg["sizes"].items()}
+            for kind, name in segment_names(seg["stamp"], token).items():
+                path = self.out / name
+                size = path.stat().st_size if path.exists() else -1
+                if size < sizes[kind]:
+                    raise DataError(
+                        f"segment is shorter than the checkpoint says ({size} < {sizes[kind]} bytes): "
+                        "it was truncated or removed behind the collector's back",
+                        path=path,
+                    )
+                if size > sizes[kind]:  # rows written after the last checkpoint: they come again
+                    os.truncate(path, sizes[kind])
+            self._segments[token] = _Segment(seg["stamp"], float(seg["opened"]), sizes)
+        counts = {(c["host"], c["kind"]): StreamCounts(**c["counts"]) for c in state["streams"]}
+        self.tracker.restore(state["sequences"], counts, now)
+        for token, h in state["hosts"].items():
+            self.hosts[token] = HostCounts(h["rows"], h["rejected"], h["sensor_stats"])
+        self.closed_segments = list(state["closed"])
+        self.written = int(state["written"])
+        self._convert_closed()
+
+    def close(self) -> None:
+        """Write what is held in order (nothing is acknowledged that is not written), close the files."""
+        if not self._open:
+            return
+        self._open = False
+        for seg in self._segments.values():
+            for w in seg.writers.values():
+                w.close()
+            seg.writers.clear()
+        if self.fmt == "parquet":  # leave only loadable Parquet files behind
+            for token in list(self._segments):
+                self._retire(token)
+            self._checkpoint()
+            self._convert_closed()
+        if self._rejected_fh is not None:
+            self._rejected_fh.close()
+        self._write_stats(force=True)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, on_cycle: Callable[[Collector], None] | None = None) -> None:
+        """Collect until `stop` is set, then drain what is already fetched."""
+        while not stop.is_set():
+            self.step(0.2)
+            if on_cycle is not None:
+                on_cycle(self)
+
+    def step(self, timeout: float) -> int:
+        """One cycle: fetch (for up to `commit_interval` once something arrived), write, fsync,
+        checkpoint, acknowledge. Returns the number of rows written."""
+        got = self.sub.fetch(self.batch, timeout)
+        if got:
+            deadline = time.monotonic() + self.commit_interval
+            while len(got) < self.batch and (left := deadline - time.monotonic()) > 0:
+                more = self.sub.fetch(self.batch - len(got), left)
+                if not more:
+                    break
+                got.extend(more)
+        now = self.clock()
+        ready: list[Delivery] = []
+        for d in got:
+            self._pending.append(d)
+            if d.error is not None:
+                self._reject(d, d.error)
+            elif d.kind == STATS:
+                self._take_stats(d)
+            else:
+                ready.extend(self.tracker.offer(d, now))
+        if self.tracker.held:
+            ready.extend(self.tracker.expire(now))
+        written = self._write(ready) if ready else 0
+        if got or ready:
+            self._commit()
+        self._rotate_due(now)
+        self._write_stats()
+        return written
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write(self, ready: list[Delivery]) -> int:
+        by_stream: dict[tuple[str, str], list[Delivery]] = {}
+        for d in ready:
+            by_stream.setdefault((d.host, d.kind), []).append(d)
+        written = 0
+        for (token, kind), items in by_stream.items():
+            if self.sub.untrusted:
+                items, bad = check_rows(kind, items)
+                for d, reason in bad:
+                    self._reject(d, reason)
+            if not items:
+                continue
+            writer = self._writer(token, kind)
+            write_line = writer.write_line
+            for d in items:
+                write_line(d.text())
+                d.done = True
+            self.hosts[token].rows[kind] += len(items)
+            written += len(items)
+        self.written += written
+        return written
+
+    def _writer(self, token: str, kind: str) -> EventWriter:
+        seg = self._segments.get(token)
+        if seg is None:
+            seg = self._new_segment(token)
+        w = seg.writers.get(kind)
+        if w is None:
+            name = segment_names(seg.stamp, token)[kind]
+            w = seg.writers[kind] = EventWriter(self.out / name, FILE_KINDS[kind], "csv", append=True)
+        return w
+
+    def _new_segment(self, token: str) -> _Segment:
+        """Open a new pair of files (header only) and checkpoint them before any row goes in."""
+        now = self.clock()
+        base = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp, n = base, 1
+        while any((self.out / name).exists() for name in self._all_names(stamp, token)):
+            stamp, n = f"{base}.{n}", n + 1
+        seg = _Segment(stamp, now, {})
+        for kind, name in segment_names(stamp, token).items():
+            with EventWriter(self.out / name, FILE_KINDS[kind], "csv") as w:
+                w.flush(durable=True)
+                seg.sizes[kind] = w.size()
+        self._segments[token] = seg
+        self.hosts.setdefault(token, HostCounts())
+        self._fsync_dir()
+        self._checkpoint()
+        self.log(f"collector: new segment for {host_name(token)}: {segment_names(stamp, token)[PROCESS]}")
+        return seg
+
+    def _all_names(self, stamp: str, token: str) -> list[str]:
+        return [*segment_names(stamp, token).values(), *segment_names(stamp, token, "parquet").values()]
+
+    def _reject(self, d: Delivery, reason: str) -> None:
+        d.done = True
+        self.hosts.setdefault(d.host, HostCounts()).rejected += 1
+        if self._rejected_fh is None:
+            self._rejected_fh = open(self.out / REJECTED_FILE, "a", encoding="utf-8")  # noqa: SIM115
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+            "host": host_name(d.host),
+            "kind": d.kind,
+            "run": d.run,
+            "seq": d.seq,
+            "reason": reason,
+            "record": (d.line if d.line is not None else d.text())[:_MAX_REJECTED_TEXT],
+        }
+        self._rejected_fh.write(json.dumps(record) + "\n")
+        self.log(f"collector: rejected {d.kind} event #{d.seq} from {host_name(d.host)}: {reason}")
+
+    def _take_stats(self, d: Delivery) -> None:
+        d.done = True
+        try:
+            record = d.event if isinstance(d.event, dict) else json.loads(d.line or "")
+            if not isinstance(record, dict) or not isinstance(record.get("sensors"), list):
+                raise ValueError("no sensors list")
+        except ValueError as exc:
+            self._reject(d, f"malformed stats message ({exc})")
+            return
+        self.hosts.setdefault(d.host, HostCounts()).sensor_stats = record["sensors"][:8]
+
+    def _on_gap(self, gap: Gap) -> None:
+        self.log(f"collector: gap: {gap}")
+
+    # --- durability -------------------------------------------------------------------------
+
+    def _commit(self) -> None:
+        for seg in self._segments.values():
+            for kind, w in seg.writers.items():
+                size = w.size()
+                if size != seg.sizes[kind]:
+                    w.flush(durable=True)
+                    seg.sizes[kind] = size
+        if self._rejected_fh is not None:
+            self._rejected_fh.flush()
+            os.fsync(self._rejected_fh.fileno())
+        self._checkpoint()
+        self._fsync_dir()  # the checkpoint's rename must be on disk before anything is acknowledged
+        pending = self._pending
+        last = -1
+        for i, d in enumerate(pending):
+            if not d.done:
+                break
+            last = i
+        if last >= 0:
+            self.sub.ack(pending[last])
+            del pending[: last + 1]
+
+    def _checkpoint(self) -> None:
+        state = {
+            "version": _STATE_VERSION,
+            "format": self.fmt,
+            "written": self.written,
+            "segments": {
+                t: {"stamp": s.stamp, "opened": s.opened, "sizes": s.sizes} for t, s in self._segments.items()
+            },
+            "closed": self.closed_segments,
+            "sequences": self.tracker.state(),
+            "streams": [
+                {"host": k[0], "kind": k[1], "counts": c.to_record()} for k, c in self.tracker.counts.items()
+            ],
+            "hosts": {
+                t: {"rows": h.rows, "rejected": h.rejected, "sensor_stats": h.sensor_stats}
+                for t, h in self.hosts.items()
+            },
+        }
+        _atomic_write(self.out / STATE_FILE, json.dumps(state, separators=(",", ":")))
+
+    def _fsync_dir(self) -> None:
+        fd = os.open(self.out, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # --- rotation ---------------------------------------------------------------------------
+
+    def _rotate_due(self, now: float) -> None:
+        for token, seg in list(self._segments.items()):
+            if now - seg.opened >= self.rotate_seconds or max(seg.sizes.values()) >= self.rotate_bytes:
+                self._retire(token)
+                self._checkpoint()
+        self._convert_closed()
+
+    def _retire(self, token: str) -> None:
+        """Close a host's current pair; the next row for it opens a new pair."""
+        seg = self._segments.pop(token)
+        for w in seg.writers.values():
+            w.close()
+        if self.fmt == "parquet":
+            self.closed_segments.extend(segment_names(seg.stamp, token).values())
+        self.log(f"collector: closed segment {segment_names(seg.stamp, token)[PROCESS]} (+ -dns)")
+
+    def _convert_closed(self) -> None:
+        """CSV segments -> Parquet (write aside, rename, then drop the CSV); redone after a crash."""
+        while self.closed_segments:
+            name = self.closed_segments[0]
+            csv_path = self.out / name
+            pq_path = csv_path.with_suffix(".parquet")
+            if csv_path.exists():
+                kind = FileKind.DNS if name.endswith("-dns.csv") else FileKind.PROCESS
+                tmp = pq_path.with_name(pq_path.name + ".tmp")
+                write_table(load(csv_path), tmp, kind, fmt="parquet")
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, pq_path)
+                self._fsync_dir()
+                csv_path.unlink()
+            self.closed_segments.pop(0)
+            self._checkpoint()
+
+    # --- stats ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Everything counted so far, per host and kind (also written to collector-stats.json)."""
+        hosts: dict[str, Any] = {}
+        for token, h in sorted(self.hosts.items()):
+            entry: dict[str, Any] = {"rejected": h.rejected, "sensors": h.sensor_stats}
+            for kind in (PROCESS, DNS):
+                c = self.tracker.counts.get((token, kind), StreamCounts())
+                entry[kind] = {"rows": h.rows[kind], **c.to_record()}
+            hosts[host_name(token)] = entry
+        return {
+            "written": self.written,
+            "held": self.tracker.held,
+            "unacknowledged": len(self._pending),
+            "hosts": hosts,
+        }
+
+    def _write_stats(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_stats >= 1.0:
+            self._last_stats = now
+            _atomic_write(self.out / STATS_FILE, json.dumps(self.stats(), indent=1), durable=False)
+
+
+def _atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace `path` with `text` so that a crash leaves either the old or the new content."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        if durable:
+            fh.flush()
+            os.fsync(fh.fileno())
+    os.replace(tmp, path)

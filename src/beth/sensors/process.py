@@ -1,0 +1,464 @@
+"""The eBPF process sensor: kernel events in the BETH process-log schema (Tracee v0.5 ids and args).
+
+`ProcessSensor` loads the CO-RE object built from `bpf/process.bpf.c` (`make bpf`) through libbpf,
+configures it (which events, which processes), attaches it to tracepoints and reads its ring buffer.
+Filtering happens in the kernel; decoding (`beth.sensors.decode`) in batches here. Events the ring
+buffer had no room for are counted per CPU by the kernel and reported by `stats()` and as a logged
+warning, never dropped silently.
+
+    with ProcessSensor(events=["proc", "openat"]) as sensor:
+        for event in sensor:          # until sensor.stop()
+            ...
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Self
+
+from beth.errors import SensorError, UsageError
+from beth.events import ProcessEvent
+from beth.schema import events as event_table
+from beth.sensors.base import SensorStats
+from beth.sensors.decode import (
+    CNT_LOST,
+    CNT_SENT,
+    CNT_TRUNCATED,
+    CONFIG,
+    EV_BPRM_CHECK,
+    EV_CAP_CAPABLE,
+    EV_FILE_OPEN,
+    EV_INODE_UNLINK,
+    EV_PROCESS_EXIT,
+    EV_SB_MOUNT,
+    EVB_BPRM_CHECK,
+    EVB_CAP_CAPABLE,
+    EVB_PROCESS_EXIT,
+    FILTER_COMMS,
+    FILTER_PIDS,
+    FILTER_UIDS,
+    MAX_SYSCALL,
+    SC_AT_ENTER,
+    SC_CFG,
+    SC_EMIT,
+    SC_FILE_OPEN,
+    SC_SB_MOUNT,
+    SC_SKIP_CHILD,
+    SC_UNLINK,
+    RecordDecoder,
+    RecordError,
+    plans,
+)
+from beth.sensors.libbpf import BpfObject, map_lookup, map_update, num_possible_cpus
+from beth.sensors.ringbuf import RingReader
+
+log = logging.getLogger(__name__)
+
+#: Where `make bpf` puts the object (next to its source, inside the package); BETH_BPF_OBJECT overrides.
+OBJECT_NAME = "process.bpf.o"
+#: Without `events`: Tracee's `default` set (what BETH was recorded with) plus the signal syscalls.
+DEFAULT_EVENTS: tuple[str, ...] = ("default", "tkill", "tgkill")
+DEFAULT_RING_BYTES = 64 << 20
+DEFAULT_WAKEUP_BYTES = 256 << 10
+#: Longest a poll sleeps before looking at the ring again (records below the wake-up threshold).
+POLL_TICK = 0.02
+#: Most ring-buffer bytes decoded per read, so one poll returns in bounded time.
+READ_BYTES = 4 << 20
+
+_OPENS = {"open", "openat", "openat2", "creat"}  # successful ones emit security_file_open
+_UNLINKS = {"unlink", "unlinkat"}  # security_inode_unlink
+_FORKS = {"clone", "clone3", "fork", "vfork"}  # the child's return (0) is not an event
+_AT_ENTER = {"execve", "execveat", "exit", "exit_group"}
+_PROGRAMS = ("on_sys_exit", "on_sys_enter", "on_exec", "on_exit", "on_fork", "on_cap_capable")
+_CAP_BPF, _CAP_PERFMON, _CAP_SYS_ADMIN = 39, 38, 21
+
+
+def event_sets() -> dict[str, frozenset[int]]:
+    """Event-set name -> event ids: Tracee v0.5's sets, plus `beth` (events seen in BETH) and `all`."""
+    sets: dict[str, set[int]] = {"beth": set(), "all": set()}
+    for ev in event_table().values():
+        for name in ev.sets:
+            sets.setdefault(name, set()).add(ev.id)
+        if ev.in_beth:
+            sets["beth"].add(ev.id)
+        sets["all"].add(ev.id)
+    return {name: frozenset(ids) for name, ids in sets.items()}
+
+
+def resolve_events(spec: Iterable[str] | str | None) -> tuple[frozenset[int], tuple[str, ...]]:
+    """Selected event ids from names, ids and set names; also the set members this sensor cannot
+    produce (Tracee derived them from kprobes/LSM hooks), which are left out and reported."""
+    table = event_table()
+    by_name = {ev.name: ev.id for ev in table.values()}
+    supported = plans()
+    sets = event_sets()
+    items = DEFAULT_EVENTS if spec is None else [spec] if isinstance(spec, str) else list(spec)
+    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+    chosen: set[int] = set()
+    dropped: set[str] = set()
+    for name in names:
+        event_id = by_name.get(name, int(name) if name.isdigit() and int(name) in table else None)
+        if event_id is not None:
+            if event_id not in supported:
+                raise UsageError(
+                    f"event {table[event_id].name!r} cannot be traced by the process sensor: Tracee derives "
+                    "it from a kprobe or LSM hook, and this sensor attaches to tracepoints only"
+                )
+            chosen.add(event_id)
+        elif name in sets:
+            chosen |= sets[name] & supported.keys()
+            dropped |= {table[i].name for i in sets[name] - supported.keys()}
+        else:
+            raise UsageError(
+                f"unknown event or event set {name!r}: use Tracee v0.5 event names (openat, execve, "
+                f"cap_capable, ...) or sets ({', '.join(sorted(sets))})"
+            )
+    if not chosen:
+        raise UsageError("no events selected: name at least one event or event set")
+    return frozenset(chosen), tuple(sorted(dropped))
+
+
+def syscall_config(selected: frozenset[int]) -> dict[int, bytes]:
+    """The kernel's syscall_cfg entries (syscall number -> packed sc_cfg) for a selection."""
+    table = plans()
+    derived = {
+        EV_FILE_OPEN: (_OPENS, SC_FILE_OPEN),
+        EV_INODE_UNLINK: (_UNLINKS, SC_UNLINK),
+        EV_SB_MOUNT: ({"mount"}, SC_SB_MOUNT),
+    }
+    flags: dict[int, int] = {}
+    for event_id in selected:
+        if event_id < MAX_SYSCALL:
+            flags[event_id] = flags.get(event_id, 0) | SC_EMIT
+    for event_id, (sources, bit) in derived.items():
+        if event_id in selected:
+            for plan in table.values():
+                if plan.name in sources:
+                    flags[plan.event_id] = flags.get(plan.event_id, 0) | bit
+    out = {}
+    for nr, bits in flags.items():
+        name = table[nr].name
+        if name in _FORKS:
+            bits |= SC_SKIP_CHILD
+        if name in _AT_ENTER:
+            bits |= SC_AT_ENTER
+        out[nr] = SC_CFG.pack(bits, *table[nr].kinds, 0)
+    return out
+
+
+def object_path() -> Path:
+    """The CO-RE object to load: $BETH_BPF_OBJECT, else the one `make bpf` builds inside the package."""
+    override = os.environ.get("BETH_BPF_OBJECT")
+    if override:
+        return Path(override)
+    return Path(str(resources.files("beth.sensors").joinpath("bpf", OBJECT_NAME)))
+
+
+def _check_object(path: Path) -> None:
+    if not path.is_file():
+        raise SensorError(
+            f"the eBPF object {path} is missing: build it with `make bpf` in the beth source tree "
+            "(needs clang, llvm, libbpf-dev and bpftool)"
+        )
+    source = path.with_name("process.bpf.c")
+    newest = max((p.stat().st_mtime for p in (source, path.with_name("process.h")) if p.is_file()), default=0)
+    if newest > path.stat().st_mtime:
+        raise SensorError(f"the eBPF object {path} is older than its source: rebuild it with `make bpf`")
+
+
+def _check_privileges() -> None:
+    if os.geteuid() == 0:
+        return
+    caps = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                caps = int(line.split()[1], 16)
+    except OSError:
+        pass
+    if caps >> _CAP_SYS_ADMIN & 1 or (caps >> _CAP_BPF & 1 and caps >> _CAP_PERFMON & 1):
+        return
+    raise SensorError(
+        "the process sensor needs root: loading eBPF programs takes CAP_BPF and CAP_PERFMON "
+        "(run it as root, e.g. with sudo)"
+    )
+
+
+def _check_kernel() -> None:
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        raise SensorError(
+            "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): the process sensor needs a "
+            "kernel built with CONFIG_DEBUG_INFO_BTF=y"
+        )
+
+
+class ProcessSensor:
+    """Kernel process events (syscalls, security_* derivatives, scheduler) as `ProcessEvent`s.
+
+    events: event names, ids or Tracee sets (`proc`, `fs`, `net`, `default`, ... plus `beth` and `all`);
+        None means Tracee's `default` set plus tkill/tgkill.
+    host_name: the hostName column (default: this machine's host name).
+    pids: trace only these processes (host pids) and the children they fork from now on.
+    uids / comms: trace only these user ids / process names (comm, at most 15 characters).
+    exclude_self: leave out the sensor's own process.
+    stack: record user stack addresses (up to 20 frames).
+    ring_bytes / wakeup_bytes: ring-buffer size (a power of two) and how much data wakes the reader.
+    """
+
+    name = "process"
+
+    def __init__(
+        self,
+        events: Iterable[str] | str | None = None,
+        host_name: str | None = None,
+        pids: Iterable[int] | None = None,
+        uids: Iterable[int] | None = None,
+        comms: Iterable[str] | None = None,
+        exclude_self: bool = True,
+        stack: bool = False,
+        *,
+        ring_bytes: int = DEFAULT_RING_BYTES,
+        wakeup_bytes: int = DEFAULT_WAKEUP_BYTES,
+    ) -> None:
+        self.selected, self.dropped = resolve_events(events)
+        self.pids = _ids(pids, "pid", minimum=1)
+        self.uids = _ids(uids, "uid", minimum=0)
+        self.comms = _comms(comms)
+        self.exclude_self = exclude_self
+        self.stack = stack
+        if ring_bytes < 1 << 16 or ring_bytes & (ring_bytes - 1):
+            raise UsageError(f"ring buffer size {ring_bytes} must be a power of two of at least 64 KiB")
+        if not 0 <= wakeup_bytes < ring_bytes:
+            raise UsageError(f"wake-up threshold {wakeup_bytes} must be between 0 and the ring size")
+        self.ring_bytes, self.wakeup_bytes = ring_bytes, wakeup_bytes
+        self._decoder = RecordDecoder(host_name or socket.gethostname())
+        self._obj: BpfObject | None = None
+        self._reader: RingReader | None = None
+        self._counters_fd = -1
+        self._ncpus = 0
+        self._wake_r, self._wake_w = -1, -1
+        self._stopped = False
+        self._events = 0
+        self._malformed = 0
+        self._lost_seen = 0
+        self._lost_checked = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _programs(self) -> set[str]:
+        names = {plans()[i].name for i in self.selected}
+        progs = set()
+        if any(i < MAX_SYSCALL for i in self.selected) or self.selected & {EV_FILE_OPEN, EV_INODE_UNLINK,
+                                                                            EV_SB_MOUNT}:  # fmt: skip
+            progs.add("on_sys_exit")
+        if names & _AT_ENTER:
+            progs.add("on_sys_enter")
+        if EV_BPRM_CHECK in self.selected:
+            progs.add("on_exec")
+        if EV_PROCESS_EXIT in self.selected or self.pids:
+            progs.add("on_exit")
+        if self.pids:
+            progs.add("on_fork")
+        if EV_CAP_CAPABLE in self.selected:
+            progs.add("on_cap_capable")
+        return progs
+
+    def start(self) -> None:
+        """Load, configure and attach the kernel side; SensorError saying why when it cannot run."""
+        if self._obj is not None:
+            return
+        _check_privileges()
+        _check_kernel()
+        path = object_path()
+        _check_object(path)
+        filters = (FILTER_PIDS if self.pids else 0) | (FILTER_UIDS if self.uids else 0)
+        filters |= FILTER_COMMS if self.comms else 0
+        evbits = (EVB_CAP_CAPABLE if EV_CAP_CAPABLE in self.selected else 0) | (
+            EVB_BPRM_CHECK if EV_BPRM_CHECK in self.selected else 0
+        )
+        evbits |= EVB_PROCESS_EXIT if EV_PROCESS_EXIT in self.selected else 0
+        self_tgid = os.getpid() if self.exclude_self else 0
+        config = CONFIG.pack(self_tgid, filters, int(self.stack), self.wakeup_bytes, evbits, 0)
+        obj = BpfObject(path)
+        try:
+            obj.set_rodata(config)
+            obj.set_max_entries("events", self.ring_bytes)
+            programs = self._programs()
+            for prog in _PROGRAMS:
+                obj.set_autoload(prog, prog in programs)
+            obj.load()
+            cfg_fd = obj.map_fd("syscall_cfg")
+            for nr, value in syscall_config(self.selected).items():
+                map_update(cfg_fd, nr.to_bytes(4, "little"), value)
+            one = b"\x01"
+            for pid in self.pids:
+                map_update(obj.map_fd("pid_filter"), pid.to_bytes(4, "little"), one)
+            for uid in self.uids:
+                map_update(obj.map_fd("uid_filter"), uid.to_bytes(4, "little"), one)
+            for comm in self.comms:
+                map_update(obj.map_fd("comm_filter"), comm, one)
+            self._counters_fd = obj.map_fd("counters")
+            self._ncpus = num_possible_cpus()
+            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._reader = RingReader(obj.map_fd("events"), self.ring_bytes, wake_fd=self._wake_r)
+            # children first, so that nothing forked while the rest attaches escapes the pid filter
+            for prog in sorted(programs, key=lambda p: p != "on_fork"):
+                obj.attach(prog)
+        except BaseException:
+            obj.close()
+            self._close_pipe()
+            raise
+        self._obj = obj
+        self._stopped = False
+
+    def close(self) -> None:
+        """Detach from the kernel and free everything (idempotent). Unread events are discarded."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def stop(self) -> None:
+        """End a running iteration soon (after what is already buffered); signal- and thread-safe."""
+        self._stopped = True
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
+                os.write(self._wake_w, b"x")
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def _running(self) -> RingReader:
+        if self._reader is None:
+            raise SensorError("the process sensor is not running: use it as a context manager (with ...)")
+        return self._reader
+
+    def _drain(self) -> list[ProcessEvent]:
+        buf, records = self._running().read(READ_BYTES)
+        out: list[ProcessEvent] = []
+        if records:
+            decode = self._decoder.decode
+            append = out.append
+            for off, length in records:
+                try:
+                    append(decode(buf, off, length))
+                except RecordError as exc:
+                    self._malformed += 1
+                    log.warning("process sensor: skipped a malformed record (%s)", exc)
+            self._events += len(out)
+        now = time.monotonic()
+        if now - self._lost_checked > 1.0:
+            self._lost_checked = now
+            lost = sum(self._counter(CNT_LOST))
+            if lost > self._lost_seen:
+                log.warning("process sensor: %d events lost (ring buffer full)", lost - self._lost_seen)
+                self._lost_seen = lost
+        return out
+
+    def poll(self, timeout: float = 0.1) -> list[ProcessEvent]:
+        """Events that arrived, waiting at most `timeout` seconds for the first one."""
+        reader = self._running()
+        events = self._drain()
+        if events or timeout <= 0:
+            return events
+        deadline = time.monotonic() + timeout
+        while not self._stopped:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            reader.wait(min(remaining, POLL_TICK))
+            events = self._drain()
+            if events:
+                return events
+        return self._drain()
+
+    def drain(self) -> list[ProcessEvent]:
+        """Every event already in the ring buffer now (not those that arrive while it reads)."""
+        reader = self._running()
+        target = reader.producer()
+        out: list[ProcessEvent] = []
+        while reader.pos < target:
+            batch = self._drain()
+            if not batch and reader.pending() <= 0:
+                break
+            out += batch
+        return out
+
+    def __iter__(self) -> Iterator[ProcessEvent]:
+        """Events as they arrive, until `stop()`; then what the ring buffer held at that moment."""
+        while not self._stopped:
+            yield from self.poll(0.25)
+        yield from self.drain()
+
+    # -- accounting ------------------------------------------------------------------------------
+
+    def _counter(self, key: int) -> list[int]:
+        if self._counters_fd < 0 or self._obj is None:
+            return []
+        raw = map_lookup(self._counters_fd, key.to_bytes(4, "little"), 8 * self._ncpus)
+        if raw is None:
+            return [0] * self._ncpus
+        return [int.from_bytes(raw[i : i + 8], "little") for i in range(0, len(raw), 8)]
+
+    def kernel_counts(self) -> dict[str, int]:
+        """What the kernel side did: records sent, lost (ring full) and truncated, summed over CPUs."""
+        return {
+            "sent": sum(self._counter(CNT_SENT)),
+            "lost": sum(self._counter(CNT_LOST)),
+            "truncated": sum(self._counter(CNT_TRUNCATED)),
+        }
+
+    def stats(self) -> SensorStats:
+        lost = self._counter(CNT_LOST)
+        return SensorStats(
+            sensor=self.name,
+            events=self._events,
+            lost=sum(lost),
+            lost_per_cpu=lost,
+            malformed=self._malformed,
+        )
+
+
+def _ids(values: Iterable[int] | None, what: str, *, minimum: int) -> tuple[int, ...]:
+    out = []
+    for value in values or ():
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"{what} {value!r} is not a number") from None
+        if not minimum <= number < 1 << 32:
+            raise UsageError(f"{what} {number} is out of range")
+        out.append(number)
+    return tuple(out)
+
+
+def _comms(values: Iterable[str] | None) -> tuple[bytes, ...]:
+    out = []
+    for value in values or ():
+        raw = str(value).encode()
+        if not raw or b"\0" in raw:
+            raise UsageError(f"process name {value!r} is empty or holds a NUL byte")
+        out.append(raw[:15].ljust(16, b"\0"))  # the kernel keeps 15 bytes of a comm
+    return tuple(out)

@@ -1,0 +1,90 @@
+"""Read a BPF ring buffer from Python by mapping it, without a callback per record.
+
+The kernel exposes a BPF_MAP_TYPE_RINGBUF as three mappings of its map fd: the consumer position
+(one page, writable), the producer position (one page) and the data area mapped twice in a row, so
+a run of records that wraps around the end is still contiguous. A read copies every committed
+record between the consumer and producer positions in one slice, then hands the space back to the
+kernel at once by advancing the consumer position; decoding happens afterwards on the copy. This is
+what libbpf's ring_buffer__consume does, minus the per-record C->Python callback (the hot path).
+x86_64 only (like the sensor): its loads are ordered, so a record whose header says "committed"
+has its data in place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import select
+import struct
+
+BUSY_BIT = 1 << 31
+DISCARD_BIT = 1 << 30
+HDR_SIZE = 8
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+
+
+class RingReader:
+    """The consumer side of one BPF ring buffer of `size` bytes (a power of two)."""
+
+    def __init__(self, map_fd: int, size: int, wake_fd: int | None = None) -> None:
+        page = mmap.PAGESIZE
+        self.size = size
+        self._mask = size - 1
+        self._cons_map = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._data_map = mmap.mmap(map_fd, page + 2 * size, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+        self._consumer = ctypes.c_uint64.from_buffer(self._cons_map)
+        self._view = memoryview(self._data_map)
+        self._page = page
+        self.pos = self._consumer.value
+        self._poll = select.poll()
+        self._poll.register(map_fd, select.POLLIN)
+        if wake_fd is not None:  # another fd that ends a wait (the sensor's stop pipe)
+            self._poll.register(wake_fd, select.POLLIN)
+        self.fd = map_fd
+
+    def producer(self) -> int:
+        return _U64.unpack_from(self._view, 0)[0]
+
+    def pending(self) -> int:
+        """Bytes written by the kernel and not read yet (committed or still being written)."""
+        return self.producer() - self.pos
+
+    def read(self, max_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
+        """Take up to `max_bytes` of committed records: (their bytes, [(offset, length), ...]).
+
+        The space is returned to the kernel before this returns; offsets index the returned bytes.
+        """
+        avail = min(self.producer() - self.pos, max_bytes, self.size)
+        if avail <= 0:
+            return b"", []
+        start = self._page + (self.pos & self._mask)
+        buf = bytes(self._view[start : start + avail])
+        records: list[tuple[int, int]] = []
+        off = 0
+        unpack = _U32.unpack_from
+        while off + HDR_SIZE <= avail:
+            head = unpack(buf, off)[0]
+            if head & BUSY_BIT:
+                break  # still being written: stop here, read it next time
+            length = head & ~(BUSY_BIT | DISCARD_BIT)
+            total = (length + HDR_SIZE + 7) & ~7
+            if off + total > avail:
+                break  # cut by max_bytes
+            if not head & DISCARD_BIT:
+                records.append((off + HDR_SIZE, length))
+            off += total
+        if off:
+            self.pos += off
+            self._consumer.value = self.pos
+        return buf, records
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep until the kernel signals data (or `timeout` seconds pass); True when signalled."""
+        return bool(self._poll.poll(max(0, int(timeout * 1000))))
+
+    def close(self) -> None:
+        del self._consumer
+        self._view.release()
+        self._cons_map.close()
+        self._data_map.close()

@@ -1,0 +1,264 @@
+"""The DNS sensor: every DNS query and answer on this host (containers included) as BETH DNS rows.
+
+One AF_PACKET socket (SOCK_DGRAM: packets from the IP header on, on every interface of the host's
+network namespace, so the bridged traffic of containers too) with the classic-BPF filter of
+`dns_capture` attached: only UDP/TCP port-53 packets are copied to user space. Each packet becomes one
+row, query or response (`dns_wire` reads the message). Passive only: the socket never sends.
+
+Counted, never silent: `malformed` (port-53 packets that are not DNS, broken TCP streams),
+`duplicates` (the same packet seen on a second interface), `lost` (packets the kernel dropped because
+the socket buffer was full, from PACKET_STATISTICS). Timestamps are the kernel's receive times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Self
+
+from beth.errors import SensorError, UsageError
+from beth.events import DnsEvent
+from beth.sensors.base import SensorStats
+from beth.sensors.dns_capture import NotDns, RecentPackets, TcpStreams, bpf_program, pack_program, parse_ip
+from beth.sensors.dns_wire import DnsWireError, class_name, parse_message, type_name
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35
+SO_RCVBUFFORCE = 33
+_TIMESPEC = struct.Struct("qq")
+_ANC_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+def dns_row(message_bytes: bytes, src: str, dst: str, when: float, host: str) -> DnsEvent:
+    """The BETH DNS row of one message (DnsWireError if it is not a DNS message)."""
+    m = parse_message(message_bytes)
+    names = [q[0] for q in m.questions]
+    return DnsEvent(
+        Timestamp=_utc(when),
+        SourceIP=src,
+        DestinationIP=dst,
+        DnsQuery=names[0] if names else "",
+        DnsAnswer=[a[4] for a in m.answers],
+        DnsAnswerTTL=[str(a[3]) for a in m.answers],
+        DnsQueryNames=",".join(names),
+        DnsQueryClass=[class_name(q[2]) for q in m.questions],
+        DnsQueryType=[type_name(q[1]) for q in m.questions],
+        NumberOfAnswers=len(m.answers),
+        DnsResponseCode=m.rcode,
+        DnsOpCode=m.opcode,
+        SensorId=host,
+    )
+
+
+_utc_cache: dict[int, datetime] = {}
+
+
+def _utc(when: float) -> datetime:
+    """Second-precision UTC datetime (what the BETH column holds), cached per second."""
+    sec = int(when)
+    dt = _utc_cache.get(sec)
+    if dt is None:
+        if len(_utc_cache) > 4096:
+            _utc_cache.clear()
+        dt = _utc_cache[sec] = datetime.fromtimestamp(sec, UTC)
+    return dt
+
+
+class DnsSensor:
+    """DNS packets of every interface as `DnsEvent`s (see the module docstring).
+
+    host_name: the SensorId column (default: this machine's host name).
+    interface: capture on one interface only (default: all).
+    port: the DNS port to watch (53).
+    rcvbuf: socket receive buffer in bytes; a bigger one rides out longer bursts.
+    """
+
+    name = "dns"
+
+    def __init__(
+        self,
+        host_name: str | None = None,
+        *,
+        interface: str | None = None,
+        port: int = 53,
+        rcvbuf: int = 32 * 1024 * 1024,
+        batch: int = 4096,
+    ) -> None:
+        if not 0 < port < 65536:
+            raise UsageError(f"port {port} is not a TCP/UDP port")
+        self.host = host_name or socket.gethostname()
+        self.interface, self.port, self.rcvbuf, self.batch = interface, port, rcvbuf, batch
+        self._sock: socket.socket | None = None
+        self._filter_buf: ctypes.Array[ctypes.c_char] | None = None
+        self._wake_r = self._wake_w = -1
+        self._stopped = False
+        self._stats = SensorStats("dns")
+        self._tcp = TcpStreams()
+        self._recent = RecentPackets()
+        self._buf = bytearray(65_536 * 4)
+        self._view = memoryview(self._buf)
+        self._last_drop_check = 0.0
+
+    # --- lifecycle ---
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
+        except PermissionError:
+            raise SensorError(
+                "the DNS sensor needs root (CAP_NET_RAW) to open a packet socket; run it with sudo"
+            ) from None
+        except OSError as exc:
+            raise SensorError(f"cannot open a packet socket: {exc.strerror}") from None
+        try:
+            lo = _ifindex("lo")
+            prog = pack_program(bpf_program(self.port, lo))
+            self._filter_buf = ctypes.create_string_buffer(prog, len(prog))
+            fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._filter_buf))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            if self.interface is not None:
+                try:
+                    sock.bind((self.interface, ETH_P_ALL))
+                except OSError:
+                    raise SensorError(f"no network interface {self.interface!r}") from None
+            sock.setblocking(False)
+            sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset: count from now on
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stopped = False
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._read_drops()
+            self._sock.close()
+            self._sock = None
+        for fd in (self._wake_r, self._wake_w):
+            if fd >= 0:
+                os.close(fd)
+        self._wake_r = self._wake_w = -1
+
+    def stop(self) -> None:
+        self._stopped = True
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
+
+    # --- reading ---
+
+    def poll(self, timeout: float = 0.1) -> list[DnsEvent]:
+        """DNS events of the packets that arrived, waiting at most `timeout` s for the first."""
+        sock = self._sock
+        if sock is None:
+            raise SensorError("the DNS sensor is not started")
+        ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
+        if self._wake_r in ready:
+            with contextlib.suppress(OSError):
+                os.read(self._wake_r, 64)
+        events: list[DnsEvent] = []
+        recvmsg_into, buffers, view = sock.recvmsg_into, [self._buf], self._view
+        for _ in range(self.batch):
+            try:
+                n, anc, _flags, addr = recvmsg_into(buffers, _ANC_SPACE)
+            except BlockingIOError:
+                break
+            when = time.time()
+            for level, kind, data in anc:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                    sec, nsec = _TIMESPEC.unpack_from(data)
+                    when = sec + nsec * 1e-9
+            self._packet(view[:n], addr, when, events)
+        now = time.monotonic()
+        if now - self._last_drop_check > 0.5:
+            self._last_drop_check = now
+            self._read_drops()
+        self._stats.events += len(events)
+        return events
+
+    def __iter__(self) -> Iterator[DnsEvent]:
+        while not self._stopped:
+            yield from self.poll(0.2)
+
+    def _packet(self, packet: memoryview, addr: tuple, when: float, events: list[DnsEvent]) -> None:
+        try:
+            seg = parse_ip(packet, addr[1], self.port)
+        except NotDns:
+            return  # not for us: only possible for packets queued before the filter was attached
+        except (struct.error, ValueError):
+            self._stats.malformed += 1
+            return
+        if seg.tcp:
+            broken = self._tcp.broken
+            messages = self._tcp.feed(seg)
+            self._stats.malformed += self._tcp.broken - broken
+        elif seg.payload:
+            messages = [seg.payload]
+        else:
+            self._stats.malformed += 1
+            return
+        for message in messages:
+            if not seg.tcp and self._recent.duplicate(seg, message, _addr_ifindex(addr), when):
+                self._stats.duplicates += 1
+                continue
+            try:
+                events.append(dns_row(message, seg.src, seg.dst, when, self.host))
+            except DnsWireError:
+                self._stats.malformed += 1
+
+    def _read_drops(self) -> None:
+        if self._sock is None:
+            return
+        _packets, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        if drops:
+            self._stats.lost += drops
+            log.warning("DNS sensor: the kernel dropped %d packet(s) (socket buffer full)", drops)
+
+    def stats(self) -> SensorStats:
+        self._read_drops()
+        s = self._stats
+        return SensorStats("dns", s.events, s.lost, [], s.malformed, s.duplicates)
+
+
+def _ifindex(name: str) -> int | None:
+    try:
+        return socket.if_nametoindex(name)
+    except OSError:
+        return None
+
+
+_ifindex_cache: dict[str, int] = {}
+
+
+def _addr_ifindex(addr: tuple) -> int:
+    name = addr[0]
+    idx = _ifindex_cache.get(name)
+    if idx is None:
+        idx = _ifindex_cache[name] = _ifindex(name) or 0
+    return idx

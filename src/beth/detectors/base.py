@@ -172,22 +172,27 @@ class MemberOutputs:
         return MemberOutputs(self.seeds, self.scores[:, inv], self.votes[:, inv], self.standardized[:, inv])
 
 
-#: Progress callback: (stage, seed, seconds) after each member's "fit" and "calibrate" step.
+#: Progress callback: (stage, seed, seconds) after each member's "fit", "calibrate" and "score" step.
 OnMember = Callable[[str, int, float], None]
 
 
 class SeedEnsemble:
     """One detector per seed of a registered method (the paper: five, seeds 1..5).
 
-    The single place where every method's ensemble is built. `fit` trains the members one after
-    another and records, per member, the mean and spread of its scores on the training rows (the
-    reference of the `scores` protocol's standardization). `outputs` gives their raw scores, votes
-    and standardized scores. Pass `fold=distinct_rows(X)` when you have it: row-independent
-    members then score each distinct row once and broadcast, exactly.
+    The single place where every method's ensemble is built. `fit` trains the members (one after
+    another, or `n_jobs` at a time in worker processes: the seeds are independent) and records, per
+    member, the mean and spread of its scores on the training rows (the reference of the `scores`
+    protocol's standardization). `outputs` gives their raw scores, votes and standardized scores.
+    Pass `fold=distinct_rows(X)` when you have it: row-independent members then score each
+    distinct row once and broadcast, exactly.
     """
 
     def __init__(
-        self, method: str, seeds: Sequence[int] = PAPER_SEEDS, params: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        seeds: Sequence[int] = PAPER_SEEDS,
+        params: Mapping[str, Any] | None = None,
+        n_jobs: int | None = None,
     ) -> None:
         from beth.detectors import registry
 
@@ -196,10 +201,13 @@ class SeedEnsemble:
         if not self.seeds:
             raise UsageError("a seed ensemble needs at least one seed")
         self.params = dict(params or {})
+        if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1):
+            raise UsageError(f"n_jobs must be a positive integer or -1 (all cores), not {n_jobs!r}")
+        self.n_jobs = n_jobs
 
     @property
     def row_independent(self) -> bool:
-        """Whether every member may be scored on distinct rows (true once fitted members say so)."""
+        """Whether every fitted member may be scored on distinct rows."""
         return all(m.row_independent for m in getattr(self, "members_", ()))
 
     def fit(
@@ -213,16 +221,22 @@ class SeedEnsemble:
         """Fit one member per seed on `X` (`X_val` only reaches methods that use validation)."""
         X = check_matrix(X, what="training matrix")
         fold = fold if fold is not None else distinct_rows(X)
+        X_val = X_val if self.spec.uses_validation else None
+        if self.n_jobs in (None, 1) or len(self.seeds) == 1:
+            fitted = (_fit_member(self.spec, seed, self.params, X, X_val) for seed in self.seeds)
+        else:
+            from joblib import Parallel, delayed
+
+            fitted = Parallel(n_jobs=min(self._jobs(), len(self.seeds)), return_as="generator")(
+                delayed(_fit_member)(self.spec, seed, self.params, X, X_val) for seed in self.seeds
+            )
         self.members_: list[Detector] = []
         self.references_: list[tuple[float, float]] = []
         self.fit_seconds_: list[float] = []
-        for seed in self.seeds:
-            t0 = time.perf_counter()
-            member = self.spec.make(seed, **self.params)
-            member.fit(X, X_val=X_val if self.spec.uses_validation else None)
-            self.fit_seconds_.append(time.perf_counter() - t0)
+        for seed, (member, seconds) in zip(self.seeds, fitted, strict=True):
+            self.fit_seconds_.append(seconds)
             if on_member:
-                on_member("fit", seed, self.fit_seconds_[-1])
+                on_member("fit", seed, seconds)
             t0 = time.perf_counter()
             self.references_.append(score_reference(_every_row_scores(member, X, fold)))
             self.members_.append(member)
@@ -230,8 +244,20 @@ class SeedEnsemble:
                 on_member("calibrate", seed, time.perf_counter() - t0)
         return self
 
+    def _jobs(self) -> int:
+        import os
+
+        if self.n_jobs == -1:
+            return os.cpu_count() or 1
+        return int(self.n_jobs or 1)
+
     def outputs(
-        self, X: np.ndarray, *, fold: DistinctRows | None = None, distinct: bool = False
+        self,
+        X: np.ndarray,
+        *,
+        fold: DistinctRows | None = None,
+        distinct: bool = False,
+        on_member: OnMember | None = None,
     ) -> MemberOutputs:
         """Members' scores, votes and standardized scores on every row of `X`.
 
@@ -250,11 +276,26 @@ class SeedEnsemble:
             rows = fold.rows
         else:
             rows = X
-        raw = np.stack([m.score_samples(rows) for m in self.members_])
-        votes = np.stack([m.predict_from_scores(s) for m, s in zip(self.members_, raw, strict=True)])
-        std = np.stack([standardize(s, r) for s, r in zip(raw, self.references_, strict=True)])
-        out = MemberOutputs(self.seeds, raw, votes, std)
+        raw = []
+        for seed, member in zip(self.seeds, self.members_, strict=True):
+            t0 = time.perf_counter()
+            raw.append(member.score_samples(rows))
+            if on_member:
+                on_member("score", seed, time.perf_counter() - t0)
+        scores = np.stack(raw)
+        votes = np.stack([m.predict_from_scores(s) for m, s in zip(self.members_, scores, strict=True)])
+        std = np.stack([standardize(s, r) for s, r in zip(scores, self.references_, strict=True)])
+        out = MemberOutputs(self.seeds, scores, votes, std)
         return out if distinct or rows is X else out.expand(fold)
+
+
+def _fit_member(
+    spec: Any, seed: int, params: Mapping[str, Any], X: np.ndarray, X_val: np.ndarray | None
+) -> tuple[Detector, float]:
+    """One seeded member, fitted, and its fit time (module level: runs in worker processes too)."""
+    t0 = time.perf_counter()
+    member = spec.make(seed, **params).fit(X, X_val=X_val)
+    return member, time.perf_counter() - t0
 
 
 def _every_row_scores(member: Detector, X: np.ndarray, fold: DistinctRows) -> np.ndarray:

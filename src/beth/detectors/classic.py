@@ -45,6 +45,27 @@ def _fit_quietly(fit, *args):
     return result, seen
 
 
+def _covariance(X: np.ndarray, *, assume_centered: bool = False) -> np.ndarray:
+    """scikit-learn's `empirical_covariance`, same arithmetic, without its per-call input validation.
+
+    FastMCD calls it for every concentration step: n_rows / 300 subsets x 10 trials x ~3 steps, then
+    as many again on the merged set, about 50,000 calls on BETH's training split, where validation
+    was a third of the fit time. Results are bitwise equal (held by a test).
+    """
+    if X.ndim == 1:
+        X = X.reshape(1, -1)
+    if X.shape[0] == 1:
+        warnings.warn("Only one sample available. You may want to reshape your data array", stacklevel=2)
+    covariance = np.dot(X.T, X) / X.shape[0] if assume_centered else np.cov(X.T, bias=1)
+    return np.array([[covariance]]) if covariance.ndim == 0 else covariance
+
+
+class _EllipticEnvelope(EllipticEnvelope):
+    """`EllipticEnvelope` with the validation-free covariance routine (its documented hook)."""
+
+    _nonrobust_covariance = staticmethod(_covariance)
+
+
 class RobustCovariance(Detector):
     """Minimum covariance determinant ellipse on the raw features (scikit-learn `EllipticEnvelope`).
 
@@ -62,7 +83,7 @@ class RobustCovariance(Detector):
         self.random_state = random_state
 
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
-        est = EllipticEnvelope(
+        est = _EllipticEnvelope(
             contamination=self.contamination,
             support_fraction=self.support_fraction,
             random_state=self.random_state,

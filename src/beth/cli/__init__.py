@@ -14,6 +14,7 @@ from beth.errors import BethError
 
 # Importing a topic module registers its commands.
 from beth.cli import data as _data  # noqa: F401  isort: skip
+from beth.cli import bench as _bench  # noqa: F401  isort: skip
 from beth.cli import sense as _sense  # noqa: F401  isort: skip
 
 

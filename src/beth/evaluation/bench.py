@@ -97,7 +97,7 @@ class BenchResult:
     def data_title(self) -> str:
         """What the data is, as every heading must say it."""
         if self.synthetic:
-            return "SYNTHETIC data (beth synth), not the BETH dataset"
+            return "SYNTHETIC data, not the BETH dataset"
         if self.is_kaggle_sized:
             return "the BETH dataset (split files with the published Kaggle row counts)"
         return "BETH-format split files (not the published BETH splits: row counts differ)"
@@ -272,10 +272,14 @@ def run_benchmark(
     seed_list = seeds_for(seeds) if isinstance(seeds, int) else tuple(seeds)
     if not seed_list or len(set(seed_list)) != len(seed_list):
         raise UsageError(f"seeds must be distinct and at least one, not {list(seed_list)}")
-    params = {m.name: dict((params or {}).get(m.name, {})) for m in chosen}
-    unknown = set(params) - {m.name for m in chosen}
+    unknown = set(params or {}) - {m.name for m in chosen}
     if unknown:
         raise UsageError(f"parameters given for methods not run: {', '.join(sorted(unknown))}")
+    params = {m.name: dict((params or {}).get(m.name, {})) for m in chosen}
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs in (0,) or n_jobs < -1
+    ):
+        raise UsageError(f"jobs must be a positive integer or -1 (one per CPU), not {n_jobs!r}")
     files = find_splits(data_dir)
     need_val = any(m.uses_validation for m in chosen)
     n_loads = 2 + int(need_val)

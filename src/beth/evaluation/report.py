@@ -256,31 +256,42 @@ def write_results(result: BenchResult, out_dir: str | Path) -> dict[str, Path]:
     return paths
 
 
-def terminal(result: BenchResult) -> Group:
-    """The AUROC (both labels) and AUPRC tables as rich renderables, titled with what the data is."""
-    from rich.console import Group
+def _rich_table(caption: str, head: list[str], rows: list[list[str]]) -> Any:
     from rich.table import Table
-    from rich.text import Text
 
-    tables: list[Any] = [Text(title(result), style="bold red" if result.synthetic else "bold")]
-    for label in result.labels:
-        published = label == "sus"
-        head, rows = _auroc_rows(result, label, published)
-        table = Table(title=f"AUROC on test label `{label}`" + (" (Table 5)" if published else ""))
-        for i, h in enumerate(head):
-            table.add_column(h.replace("`", ""), justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        tables.append(table)
-    head, rows = _auprc_rows(result)
-    table = Table(title="AUPRC (`scores` protocol)".replace("`", ""))
+    table = Table(title=caption, title_justify="left")
     for i, h in enumerate(head):
-        table.add_column(h.replace("`", ""), justify="left" if i == 0 else "right")
+        table.add_column(h, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    tables.append(table)
+    return table
+
+
+def terminal(result: BenchResult) -> Group:
+    """The AUROC (both labels) and AUPRC tables as rich renderables, titled with what the data is.
+
+    Compact headers: each table's title names its metric and label, each column its protocol.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    n = len(result.seeds)
+    parts: list[Any] = [Text(title(result), style="bold red" if result.synthetic else "bold")]
+    for label in result.labels:
+        published = label == "sus"
+        _, rows = _auroc_rows(result, label, published)
+        head = ["method", "paper: ensemble", f"paper: {n} seeds", "scores: ensemble", f"scores: {n} seeds"]
+        if published:
+            head.append("published (paper, BETH)")
+        extra = " (the paper's Table 5)" if published else ""
+        parts.append(_rich_table(f"AUROC, test label sus{extra}".replace("sus", label), head, rows))
+    _, rows = _auprc_rows(result)
+    head = ["method"] + [f"{lb}: {kind}" for lb in result.labels for kind in ("ensemble", f"{n} seeds")]
+    parts.append(
+        _rich_table("AUPRC, scores protocol, test labels " + " and ".join(result.labels), head, rows)
+    )
     caption = f"seeds {', '.join(map(str, result.seeds))}; {STD_NOTE}."
     if result.synthetic:
-        caption += " Published column: BETH numbers, for reference only (this run is synthetic)."
-    tables.append(Text(caption, style="dim"))
-    return Group(*tables)
+        caption += " The published column is on BETH, for reference only: this run is on synthetic data."
+    parts.append(Text(caption, style="dim"))
+    return Group(*parts)

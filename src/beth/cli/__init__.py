@@ -16,6 +16,8 @@ from beth.errors import BethError
 from beth.cli import data as _data  # noqa: F401  isort: skip
 from beth.cli import bench as _bench  # noqa: F401  isort: skip
 from beth.cli import sense as _sense  # noqa: F401  isort: skip
+from beth.cli import sense_dns as _sense_dns  # noqa: F401  isort: skip
+from beth.cli import pipeline as _pipeline  # noqa: F401  isort: skip
 from beth.cli import synth as _synth  # noqa: F401  isort: skip
 
 

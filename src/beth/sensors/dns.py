@@ -165,6 +165,10 @@ class DnsSensor:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
 
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
     def stop(self) -> None:
         self._stopped = True
         if self._wake_w >= 0:

@@ -1,0 +1,275 @@
+"""The NATS JetStream transport with a real nats-server started by the tests.
+
+The big one: a sensor-side publisher process sends 100,000 events of two hosts while the collector
+process is killed (SIGKILL) and restarted and nats-server is restarted; every row must be in the logs
+exactly once and in order per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import polars as pl
+import pytest
+
+from beth.collector import REJECTED_FILE, STATS_FILE, Collector
+from beth.data.load import load
+from beth.data.write import EventWriter, csv_line
+from beth.errors import TransportError
+from beth.schema import FileKind
+from beth.transport.broker import NatsServer, local_server
+from beth.transport.envelope import Channel
+from beth.transport.nats import Endpoint, NatsPublisher, NatsSubscriber
+from sample_events import dns_events, process_events
+
+pytestmark = pytest.mark.broker
+HERE = Path(__file__).parent
+BETH = Path(sys.executable).with_name("beth")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[NatsServer]:
+    srv = local_server(tmp_path / "broker").start()
+    try:
+        yield srv
+    finally:
+        srv.kill()
+
+
+def logs(out: Path) -> dict[str, tuple[list[Path], list[Path]]]:
+    """host -> (process segments, dns segments), oldest first."""
+    found: dict[str, tuple[list[Path], list[Path]]] = {}
+    for p in sorted(out.glob("labelled_*.csv")):
+        stem = p.stem.split("-", 1)[1]
+        dns = stem.endswith("-dns")
+        host = stem.removesuffix("-dns")
+        found.setdefault(host, ([], []))[1 if dns else 0].append(p)
+    return found
+
+
+def collect_until(c: Collector, n: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while c.written < n:
+        assert time.monotonic() < deadline, f"{c.written} of {n} rows after {timeout} s"
+        c.step(0.1)
+
+
+def test_events_of_two_hosts_arrive_exactly_as_the_writer_would_write_them(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    ep = Endpoint.parse(server.url)
+    events = {h: (list(process_events(h, 1500)), list(dns_events(h, 150))) for h in ("alpha", "beta")}
+    with NatsSubscriber(ep) as sub, Collector(sub, tmp_path / "out") as c, NatsPublisher(ep) as pub:
+        for host, (proc, dns) in events.items():
+            pch, dch = Channel(host, "process"), Channel(host, "dns")
+            for i, e in enumerate(proc):
+                pub.publish(pch.wrap(e))
+                if i % 10 == 0:
+                    pub.publish(dch.wrap(dns[i // 10]))
+        pub.flush(30)
+        assert pub.stats().acked == 3300 and pub.stats().retried == 0
+        collect_until(c, 3300)
+    found = logs(tmp_path / "out")
+    for host, (proc, dns) in events.items():
+        for segs, evs, kind in (
+            (found[host][0], proc, FileKind.PROCESS),
+            (found[host][1], dns, FileKind.DNS),
+        ):
+            expected = tmp_path / f"{host}-{kind.value}.csv"
+            with EventWriter(expected, kind) as w:
+                w.write_all(evs)
+            assert [s.read_bytes() for s in segs] == [expected.read_bytes()]
+
+
+def test_a_publisher_that_starts_before_the_stream_exists_loses_nothing(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    ep = Endpoint.parse(server.url)
+    ch = Channel("early", "process")
+    with NatsPublisher(ep, create_stream=False, ack_timeout=0.3) as pub:
+        for e in process_events("early", 300):
+            pub.publish(ch.wrap(e))
+        time.sleep(0.5)
+        assert pub.stats().acked == 0  # no stream yet: kept and retried
+        with NatsSubscriber(ep) as sub, Collector(sub, tmp_path) as c:  # creates the stream
+            pub.flush(15)
+            collect_until(c, 300)
+    assert pub.stats().retried > 0
+    assert load(logs(tmp_path)["early"][0])["threadId"].to_list() == list(range(300))
+
+
+def test_unreachable_broker_is_a_clear_transport_error() -> None:
+    from beth.transport.broker import free_port
+
+    with pytest.raises(TransportError, match=r"cannot connect to the NATS server at nats://127\.0\.0\.1:"):
+        NatsPublisher(Endpoint.parse(f"nats://127.0.0.1:{free_port()}"), connect_timeout=1.0)
+
+
+def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """Raw client messages: what a compromised or broken sensor could send on its own subject."""
+    (good, forged) = list(process_events("mallory", 2))
+    forged.hostName = "victim"
+    run = "00112233aabbccdd"
+
+    async def send() -> None:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.publish(
+            "beth.mallory.process",
+            csv_line(good).encode(),
+            headers={"Nats-Msg-Id": f"mallory.process.{run}.1"},
+        )
+        await js.publish(
+            "beth.mallory.process",
+            csv_line(forged).encode(),
+            headers={"Nats-Msg-Id": f"mallory.process.{run}.2"},
+        )
+        await js.publish(
+            "beth.mallory.process", b"1.0,2,3", headers={"Nats-Msg-Id": f"mallory.process.{run}.3"}
+        )
+        await js.publish("beth.mallory.process", csv_line(good).encode())  # no message id
+        await js.publish(
+            "beth.mallory.process", b"\xff\xfe", headers={"Nats-Msg-Id": f"mallory.process.{run}.4"}
+        )
+        await js.publish(
+            "beth.mallory.dns", csv_line(good).encode(), headers={"Nats-Msg-Id": f"victim.dns.{run}.1"}
+        )
+        await nc.close()
+
+    ep = Endpoint.parse(server.url)
+    with NatsSubscriber(ep) as sub, Collector(sub, tmp_path) as c:
+        asyncio.run(send())
+        deadline = time.monotonic() + 15
+        while sum(h.rejected for h in c.hosts.values()) < 5 and time.monotonic() < deadline:
+            c.step(0.1)
+    assert load(logs(tmp_path)["mallory"][0])["hostName"].to_list() == ["mallory"]
+    reasons = [json.loads(x)["reason"] for x in (tmp_path / REJECTED_FILE).read_text().splitlines()]
+    assert sorted(reasons) == sorted(
+        [
+            "hostName 'victim' is not the sending host 'mallory'",
+            "expected 16 fields, found 3",
+            "no Nats-Msg-Id header",
+            "payload is not UTF-8",
+            "message id 'victim.dns.00112233aabbccdd.1' names another host or kind than its subject",
+        ]
+    )
+    assert json.loads((tmp_path / STATS_FILE).read_text())["hosts"]["mallory"]["rejected"] == 5
+
+
+def _written(out: Path) -> int:
+    try:
+        return int(json.loads((out / STATS_FILE).read_text())["written"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _start_collector(url: str, out: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [str(BETH), "collect", "--transport", url, "--out", str(out)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "120"},
+        )
+
+
+def _wait(cond, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_100k_events_survive_a_collector_kill_and_a_broker_restart_exactly_once(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    out, clog = tmp_path / "out", tmp_path / "collector.log"
+    per_host, hosts = 50_000, ("ip-10-100-1-4", "ip-10-100-1-26")
+    publisher = subprocess.Popen(
+        [sys.executable, str(HERE / "load_publisher.py"), server.url, "--hosts", ",".join(hosts),
+         "--events", str(per_host), "--rate", "12000", "--ack-timeout", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    collector = _start_collector(server.url, out, clog)
+    try:
+        _wait(lambda: _written(out) > 20_000, 60, "the first 20,000 rows")
+        collector.send_signal(signal.SIGKILL)  # a crash: no goodbye, no final checkpoint
+        collector.wait(10)
+        at_kill = _written(out)
+        collector = _start_collector(server.url, out, clog)
+        _wait(lambda: _written(out) > at_kill + 15_000, 60, "rows after the collector restart")
+        assert publisher.poll() is None  # still publishing: the restart happens mid-stream
+        server.stop()  # the broker goes away under both publisher and collector ...
+        time.sleep(1.0)
+        server.start()  # ... and comes back with its JetStream store
+        stdout, stderr = publisher.communicate(timeout=120)
+        assert publisher.returncode == 0, stderr.decode()
+        published = json.loads(stdout.decode().splitlines()[-1])
+        assert published["acked"] == 2 * per_host
+        _wait(lambda: _written(out) >= 2 * per_host, 90, "all 100,000 rows")
+        time.sleep(0.5)  # anything extra (a duplicate) would show up now
+    finally:
+        if publisher.poll() is None:
+            publisher.kill()
+        collector.send_signal(signal.SIGTERM)
+        collector.wait(30)
+    assert collector.returncode == 0, clog.read_text()[-3000:]
+    found = logs(out)
+    assert sorted(found) == sorted(hosts)
+    for host in hosts:
+        proc = load(found[host][0])
+        dns = load(found[host][1])
+        # Every event once, in the order the sensor emitted it (threadId / timestamp count up).
+        assert proc.height == per_host - per_host // 10
+        assert proc["threadId"].to_list() == list(range(proc.height))
+        assert dns.height == per_host // 10
+        ts = dns["Timestamp"].str.to_datetime("%Y-%m-%dT%H:%M:%SZ")
+        assert ts.is_sorted() and ts.n_unique() == dns.height
+        assert set(proc["hostName"].unique()) == {host} and set(dns["SensorId"].unique()) == {host}
+    stats = json.loads((out / STATS_FILE).read_text())
+    assert stats["written"] == 2 * per_host
+    assert all(h["process"]["missing"] == 0 and h["dns"]["missing"] == 0 for h in stats["hosts"].values())
+    assert pl.concat([load(found[h][0]).select("threadId") for h in hosts]).height == 2 * (
+        per_host - per_host // 10
+    )
+    log_text = clog.read_text()
+    assert "reconnected" in log_text or "disconnected" in log_text
+
+
+def test_collector_subscriber_sees_a_broker_restart_and_carries_on(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    ep = Endpoint.parse(server.url)
+    ch = Channel("h", "process")
+    events = list(process_events("h", 400))
+    with NatsSubscriber(ep) as sub, Collector(sub, tmp_path) as c, NatsPublisher(ep, ack_timeout=0.5) as pub:
+        for e in events[:200]:
+            pub.publish(ch.wrap(e))
+        pub.flush(10)
+        collect_until(c, 200)
+        server.kill()  # abrupt: SIGKILL
+        server.start()
+        stop = threading.Event()
+        t = threading.Thread(target=c.run, args=(stop,))
+        t.start()
+        for e in events[200:]:
+            pub.publish(ch.wrap(e))
+        pub.flush(30)
+        _wait(lambda: c.written >= 400, 30, "the rows after the broker restart")
+        stop.set()
+        t.join()
+    assert load(logs(tmp_path)["h"][0])["threadId"].to_list() == list(range(400))

@@ -53,7 +53,6 @@ from beth.sensors.decode import (
     SC_SKIP_CHILD,
     SC_UNLINK,
     RecordDecoder,
-    RecordError,
     plans,
 )
 from beth.sensors.libbpf import BpfObject, map_lookup, map_update, num_possible_cpus
@@ -69,8 +68,9 @@ DEFAULT_RING_BYTES = 64 << 20
 DEFAULT_WAKEUP_BYTES = 256 << 10
 #: Longest a poll sleeps before looking at the ring again (records below the wake-up threshold).
 POLL_TICK = 0.02
-#: Most ring-buffer bytes decoded per read, so one poll returns in bounded time.
-READ_BYTES = 4 << 20
+#: Most ring-buffer bytes decoded per read (~1,500 records): one poll returns in bounded time, and
+#: small batches decode faster (their objects stay in cache and in the young GC generation).
+READ_BYTES = 256 << 10
 
 _OPENS = {"open", "openat", "openat2", "creat"}  # successful ones emit security_file_open
 _UNLINKS = {"unlink", "unlinkat"}  # security_inode_unlink
@@ -348,6 +348,16 @@ class ProcessSensor:
             with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
                 os.write(self._wake_w, b"x")
 
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop()` was called."""
+        return self._stopped
+
+    @property
+    def truncated(self) -> int:
+        """Events so far with a string, argv or path cut at the kernel's limits (4 KiB, 64 args)."""
+        return self._decoder.truncated
+
     # -- reading ---------------------------------------------------------------------------------
 
     def _running(self) -> RingReader:
@@ -359,14 +369,10 @@ class ProcessSensor:
         buf, records = self._running().read(READ_BYTES)
         out: list[ProcessEvent] = []
         if records:
-            decode = self._decoder.decode
-            append = out.append
-            for off, length in records:
-                try:
-                    append(decode(buf, off, length))
-                except RecordError as exc:
-                    self._malformed += 1
-                    log.warning("process sensor: skipped a malformed record (%s)", exc)
+            out, errors = self._decoder.decode_batch(buf, records)
+            for exc in errors:
+                self._malformed += 1
+                log.warning("process sensor: skipped a malformed record (%s)", exc)
             self._events += len(out)
         now = time.monotonic()
         if now - self._lost_checked > 1.0:

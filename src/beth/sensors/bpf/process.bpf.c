@@ -335,10 +335,15 @@ static __always_inline void output(struct rec *r, __u32 size)
 {
 	if (size < REC_HDR || size > REC_MAX)
 		return;
+	/* Batched wake-ups: only the record that makes the waiting data cross the threshold wakes the
+	 * reader (a wake-up is an interrupt, microseconds in a VM); the reader also polls on a short
+	 * timer, so records below the threshold wait at most that long. 0: libbpf's default (wake when
+	 * the reader has caught up). */
 	__u64 flags = 0;
 	if (cfg.wakeup_bytes) {
 		__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		flags = avail >= cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+		flags = avail < cfg.wakeup_bytes && avail + size >= cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										  : BPF_RB_NO_WAKEUP;
 	}
 	if (bpf_ringbuf_output(&events, r, size, flags) == 0)
 		count(CNT_SENT);

@@ -1,0 +1,155 @@
+"""`beth sense process`: run the eBPF process sensor and write BETH process rows."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from beth.cli.app import err
+from beth.cli.sense import sense_app
+from beth.data.write import FORMATS, EventWriter, format_of
+from beth.errors import UsageError
+from beth.schema import FileKind
+from beth.sensors.process import DEFAULT_EVENTS, ProcessSensor, event_sets
+
+_SETS = ", ".join(sorted(event_sets()))
+
+
+@sense_app.command("process")
+def sense_process(
+    out: str = typer.Option(..., "--out", "-o", help="Output file, or '-' for stdout."),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help=f"Output format: {', '.join(FORMATS)} (default: from the --out suffix; csv for '-'). "
+        "CSV is laid out like the Kaggle BETH files.",
+    ),
+    duration: float | None = typer.Option(
+        None, "--duration", "-d", min=0.0, help="Stop after S seconds (default: run until Ctrl-C or SIGTERM)."
+    ),
+    events: list[str] | None = typer.Option(
+        None,
+        "--events",
+        "-e",
+        help="Events to trace: Tracee v0.5 event names (openat, execve, cap_capable, ...) or sets, "
+        f"comma-separated or repeated. Sets: {_SETS}. Default: {','.join(DEFAULT_EVENTS)}.",
+    ),
+    pid: list[int] = typer.Option(
+        [],
+        "--pid",
+        help="Trace only this process (host pid) and the children it forks from now on (repeatable).",
+    ),
+    uid: list[int] = typer.Option([], "--uid", help="Trace only this user id (repeatable)."),
+    comm: list[str] = typer.Option(
+        [], "--comm", help="Trace only processes with this name (kernel comm, 15 characters; repeatable)."
+    ),
+    include_self: bool = typer.Option(False, "--include-self", help="Also trace the sensor's own process."),
+    stack: bool = typer.Option(False, "--stack", help="Record user stack addresses (up to 20 frames)."),
+    host_name: str | None = typer.Option(
+        None, "--host-name", help="Value of the hostName column (default: this machine's host name)."
+    ),
+    ring_mb: int = typer.Option(
+        64,
+        "--ring-mb",
+        min=1,
+        help="Kernel ring-buffer size in MiB, a power of two (larger rides out bursts).",
+    ),
+    stats: Path | None = typer.Option(
+        None,
+        "--stats",
+        help="Also write the final stats record (events, lost per CPU, ...) as JSON to this file.",
+    ),
+) -> None:
+    """Trace kernel process events with eBPF (needs root) and write them as BETH process rows.
+
+    Rows follow the BETH/Tracee v0.5 schema (eventId, args with decoded flags and sockaddrs, ...).
+    Events the kernel could not hand over (ring buffer full) are counted per CPU and reported on
+    stderr and in --stats; they are never dropped silently.
+    """
+    fmt = fmt or ("csv" if out == "-" else format_of(out))
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
+    if fmt == "parquet" and out == "-":
+        raise UsageError("Parquet output needs a file name, not '-'")
+    ring_bytes = ring_mb << 20
+    if ring_mb & (ring_mb - 1):
+        raise UsageError(f"--ring-mb {ring_mb} is not a power of two")
+    sensor = ProcessSensor(
+        events=events or None,
+        host_name=host_name,
+        pids=pid,
+        uids=uid,
+        comms=comm,
+        exclude_self=not include_self,
+        stack=stack,
+        ring_bytes=ring_bytes,
+    )
+    if sensor.dropped:
+        names = ", ".join(sensor.dropped)
+        err.print(
+            f"beth sense process: not traced (Tracee derives them from kprobes/LSM hooks): {names}",
+            soft_wrap=True,
+        )
+    with sensor, EventWriter(out, FileKind.PROCESS, fmt) as writer:  # type: ignore[arg-type]
+        until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
+        err.print(f"beth sense process: tracing {len(sensor.selected)} event types {until}", soft_wrap=True)
+        _run(sensor, writer, duration)
+        record = sensor.stats().to_record()
+        record["kernel"] = sensor.kernel_counts()
+        record["truncated"] = sensor.truncated
+    _report(record, writer.rows, out, stats)
+
+
+def _run(sensor: ProcessSensor, writer: EventWriter, duration: float | None) -> None:
+    """Write events until the duration is over or SIGINT/SIGTERM; then what was still buffered."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        sensor.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    start = time.monotonic()
+    deadline = None if duration is None else start + duration
+    columns = [SpinnerColumn(), TextColumn("[bold]process sensor")]
+    if duration is not None:
+        columns.append(BarColumn())
+    columns += [TimeElapsedColumn(), TextColumn("{task.fields[events]:,} events  {task.fields[lost]:,} lost")]
+    try:
+        with Progress(*columns, console=err, transient=False) as progress:
+            task = progress.add_task("sense", total=duration, events=0, lost=0)
+            last = 0.0
+            while not sensor.stopped:
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
+                writer.write_all(sensor.poll(timeout))
+                if now - last > 0.5:
+                    last = now
+                    progress.update(task, completed=now - start, events=writer.rows, lost=sensor.stats().lost)
+            writer.write_all(sensor.drain())
+            progress.update(task, completed=duration or 0, events=writer.rows, lost=sensor.stats().lost)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _report(record: dict, rows: int, out: str, stats: Path | None) -> None:
+    lost = int(record["lost"])
+    where = "stdout" if out == "-" else out
+    line = f"beth sense process: wrote {rows:,} events to {where}; lost {lost:,}"
+    if lost:
+        line += (
+            f" (ring buffer full; per CPU {record['lost_per_cpu']}: try a larger --ring-mb or fewer --events)"
+        )
+    if record["truncated"]:
+        line += f"; {record['truncated']:,} events had a string cut at the kernel's limits"
+    err.print(line, style="yellow" if lost else None, soft_wrap=True)
+    if stats is not None:
+        stats.write_text(json.dumps(record, indent=2) + "\n")

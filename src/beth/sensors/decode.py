@@ -27,6 +27,10 @@ MAX_SYSCALL = 512
 N_ARGS = 6
 MAX_STACK = 20
 REC_HDR = 136
+REC_MAX = 16384
+PAYLOAD_MAX = REC_MAX - REC_HDR - 8 * MAX_STACK - 8
+MAX_STR = 4096
+MAX_ARGV = 64
 ARG_RAW, ARG_STR, ARG_SOCKADDR, ARG_STRARR, ARG_INT2, ARG_SKIP = range(6)
 REC_TRUNCATED, REC_FAULT = 0x1, 0x2
 SC_EMIT, SC_FILE_OPEN, SC_UNLINK, SC_SB_MOUNT, SC_SKIP_CHILD, SC_AT_ENTER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -325,10 +329,12 @@ def text(raw: bytes) -> str:
 
 
 def argv(raw: bytes) -> list[str]:
-    """argv captured as NUL-terminated strings back to back."""
+    """argv captured as NUL-terminated strings back to back (the last one unterminated if cut short)."""
     if not raw:
         return []
-    return [text(s) for s in raw.rstrip(b"\0").split(b"\0")] if raw.rstrip(b"\0") else [""]
+    if raw.endswith(b"\0"):
+        raw = raw[:-1]
+    return [text(s) for s in raw.split(b"\0")]
 
 
 def int_pair(raw: bytes) -> list[int]:

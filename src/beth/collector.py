@@ -275,14 +275,15 @@ class Collector:
                 got.extend(more)
         now = self.clock()
         ready: list[Delivery] = []
+        offer = self.tracker.offer
+        self._pending.extend(got)
         for d in got:
-            self._pending.append(d)
-            if d.error is not None:
+            if d.error is None and d.kind != STATS:
+                offer(d, now, ready)
+            elif d.error is not None:
                 self._reject(d, d.error)
-            elif d.kind == STATS:
-                self._take_stats(d)
             else:
-                ready.extend(self.tracker.offer(d, now))
+                self._take_stats(d)
         if self.tracker.held:
             ready.extend(self.tracker.expire(now))
         written = self._write(ready) if ready else 0

@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from array import array
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for sample_events
@@ -39,24 +40,30 @@ def main() -> None:
     ap.add_argument("--creds")
     ap.add_argument("--ca")
     ap.add_argument("--ack-timeout", type=float, default=2.0)
+    ap.add_argument("--times", help="write each event's publish time (float64, time.time()) to this file")
     args = ap.parse_args()
     hosts = args.hosts.split(",")
     per_host = [envelopes(h, args.events) for h in hosts]
     order = [e for group in zip(*per_host, strict=True) for e in group]  # hosts interleaved
     endpoint = Endpoint.parse(args.url, creds=args.creds, ca=args.ca, name="load-publisher")
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    start = time.perf_counter()
+    times = array("d", bytes(8 * len(order))) if args.times else None
+    start, cpu = time.perf_counter(), time.process_time()
     with NatsPublisher(endpoint, ack_timeout=args.ack_timeout, log=log) as pub:
         for i, env in enumerate(order):
+            if times is not None:
+                times[i] = time.time()
             pub.publish(env)
             if args.rate and i % 100 == 0:
                 ahead = i / args.rate - (time.perf_counter() - start)
                 if ahead > 0:
                     time.sleep(ahead)
         pub.flush(120)
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         stats = pub.stats().to_record()
-    print(json.dumps({"events": len(order), "seconds": elapsed, **stats}), flush=True)
+    if times is not None:
+        Path(args.times).write_bytes(times.tobytes())
+    print(json.dumps({"events": len(order), "seconds": elapsed, "cpu_seconds": cpu, **stats}), flush=True)
 
 
 if __name__ == "__main__":

@@ -77,50 +77,59 @@ class SequenceTracker:
         self.max_runs = max_runs  # per (host, kind): older runs are forgotten beyond this
         self.on_gap = on_gap
         self._runs: dict[Key, dict[str, _Run]] = {}
+        self._flat: dict[tuple[str, str, str], _Run] = {}  # (host, kind, run) -> state, the hot path
         self.counts: dict[Key, StreamCounts] = {}
         self.held = 0
 
     def _run(self, key: Key, run: str, now: float) -> _Run:
+        state = self._flat.get((key[0], key[1], run))
+        if state is not None:
+            return state
         runs = self._runs.setdefault(key, {})
-        state = runs.get(run)
-        if state is None:
-            state = runs[run] = _Run(last_seen=now)
-            self.counts.setdefault(key, StreamCounts())
-            if len(runs) > self.max_runs:
-                idle = [r for r, s in runs.items() if not s.held and r != run]
-                for r in sorted(idle, key=lambda r: runs[r].last_seen)[: len(runs) - self.max_runs]:
-                    del runs[r]
+        state = runs[run] = _Run(last_seen=now)
+        self._flat[(key[0], key[1], run)] = state
+        self.counts.setdefault(key, StreamCounts())
+        if len(runs) > self.max_runs:
+            idle = [r for r, s in runs.items() if not s.held and r != run]
+            for r in sorted(idle, key=lambda r: runs[r].last_seen)[: len(runs) - self.max_runs]:
+                del runs[r]
+                del self._flat[(key[0], key[1], r)]
         return state
 
-    def offer(self, d: Delivery, now: float) -> list[Delivery]:
-        """Deliveries now ready to write, in order (possibly none); duplicates are marked done."""
-        key = (d.host, d.kind)
-        state = self._run(key, d.run, now)
+    def offer(self, d: Delivery, now: float, ready: list[Delivery] | None = None) -> list[Delivery]:
+        """Append the deliveries now ready to write, in order, to `ready` (a new list if None) and
+        return it; duplicates are marked done."""
+        if ready is None:
+            ready = []
+        state = self._flat.get((d.host, d.kind, d.run)) or self._run((d.host, d.kind), d.run, now)
         state.last_seen = now
         seq = d.seq
         if seq == state.next:
             state.next += 1
-            if not state.held:
-                return [d]
-            return [d, *self._drain(state)]
+            ready.append(d)
+            if state.held:
+                ready.extend(self._drain(state))
+            return ready
+        key = (d.host, d.kind)
         if seq < state.next:
             if state.gaps and self._fill_gap(key, state, seq):
                 self.counts[key].late += 1
-                return [d]
+                ready.append(d)
+                return ready
             self.counts[key].duplicates += 1
             d.done = True
-            return []
+            return ready
         if seq in state.held:
             self.counts[key].duplicates += 1
             d.done = True
-            return []
+            return ready
         if not state.held:
             state.held_since = now
         state.held[seq] = d
         self.held += 1
         if len(state.held) > self.max_held:
-            return self._declare_gap(key, d.run, state)
-        return []
+            ready.extend(self._declare_gap(key, d.run, state))
+        return ready
 
     def expire(self, now: float, *, force: bool = False) -> list[Delivery]:
         """Release held deliveries whose predecessors are overdue (all of them with `force`)."""

@@ -1,0 +1,202 @@
+"""End-to-end events/s and latency: sensor-side publish -> transport -> collector -> fsynced BETH file.
+
+Three paths, measured in the same run on the same events (real BETH sample rows, 9 process : 1 DNS,
+two hosts), so the ratios are meaningful on a noisy machine:
+
+  direct   the events written straight through EventWriter and fsynced (no transport): the baseline
+  memory   publisher thread -> MemoryBus -> Collector thread, one process (what `beth run` does)
+  nats     a publisher *process* (tests/transport/load_publisher.py, like a sensor host) -> nats-server
+           (JetStream, started here) -> NatsSubscriber + Collector in this process (`beth collect`)
+
+Throughput runs are unpaced (as fast as the path goes); the latency run paces the publisher at
+--latency-rate events/s and reports p50/p99 from publish() to the row being durably written (the
+collector's commit). Every run checks that the files hold every event once, in order.
+Targets (issue 6): nats >= 50,000 events/s with no loss, memory >= 150,000 events/s.
+
+    python benchmarks/bench_transport.py [--events 200000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "transport"))
+
+from load_publisher import envelopes  # noqa: E402
+
+from beth.collector import Collector  # noqa: E402
+from beth.data.load import load  # noqa: E402
+from beth.data.write import EventWriter  # noqa: E402
+from beth.schema import FileKind  # noqa: E402
+from beth.transport.broker import local_server  # noqa: E402
+from beth.transport.memory import MemoryBus  # noqa: E402
+from beth.transport.nats import Endpoint, NatsSubscriber  # noqa: E402
+
+HOSTS = ("ip-10-100-1-4", "ip-10-100-1-26")
+
+
+def make_order(n: int) -> list:
+    per_host = [envelopes(h, n // len(HOSTS)) for h in HOSTS]
+    return [e for group in zip(*per_host, strict=True) for e in group]
+
+
+def verify(out: Path, n: int) -> None:
+    """Every event once and in order per host, or raise."""
+    total = 0
+    for host in HOSTS:
+        proc = load(sorted(out.glob(f"labelled_*-{host}.csv")))
+        dns = load(sorted(out.glob(f"labelled_*-{host}-dns.csv")))
+        assert proc["threadId"].to_list() == list(range(proc.height)), f"{host}: process rows out of order"
+        total += proc.height + dns.height
+    assert total == n, f"{total} rows written, {n} published"
+
+
+def direct(order: list, tmp: Path) -> float:
+    start = time.perf_counter()
+    writers = {
+        (h, k): EventWriter(tmp / f"{h}-{k}.csv", FileKind.PROCESS if k == "process" else FileKind.DNS)
+        for h in HOSTS
+        for k in ("process", "dns")
+    }
+    for env in order:
+        writers[(env.host, env.kind)].write(env.event)
+    for w in writers.values():
+        w.flush(durable=True)
+        w.close()
+    return len(order) / (time.perf_counter() - start)
+
+
+def latencies(published: np.ndarray, commits: list[tuple[float, int]]) -> tuple[float, float]:
+    """p50/p99 seconds from publish to the commit that made the event durable."""
+    times = np.array([t for t, _ in commits])
+    counts = np.array([w for _, w in commits])
+    idx = np.searchsorted(counts, np.arange(1, len(published) + 1))  # first commit covering event i
+    lat = times[idx] - published
+    return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
+
+
+def memory(order: list, tmp: Path, rate: float = 0.0) -> tuple[float, float, float]:
+    bus = MemoryBus()
+    collector = Collector(bus.subscriber(), tmp)
+    collector.open()
+    commits: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def cycle(c: Collector) -> None:
+        commits.append((time.time(), c.written))
+
+    t = threading.Thread(target=collector.run, args=(stop,), kwargs={"on_cycle": cycle})
+    t.start()
+    pub = bus.publisher()
+    published = np.empty(len(order))
+    start = time.perf_counter()
+    for i, env in enumerate(order):
+        published[i] = time.time()
+        pub.publish(env)
+        if rate and i % 100 == 0 and (ahead := i / rate - (time.perf_counter() - start)) > 0:
+            time.sleep(ahead)
+    while collector.written < len(order):
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - start
+    stop.set()
+    t.join()
+    collector.close()
+    verify(tmp, len(order))
+    return (len(order) / elapsed, *latencies(published, [c for c in commits if c[1]]))
+
+
+def nats(n: int, tmp: Path, url: str, rate: float = 0.0) -> tuple[float, float, float]:
+    times_file = tmp / "publish-times.f64"
+    sub = NatsSubscriber(Endpoint.parse(url))
+    collector = Collector(sub, tmp / "out")
+    collector.open()
+    publisher = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests/transport/load_publisher.py"), url, "--hosts", ",".join(HOSTS),
+         "--events", str(n // len(HOSTS)), "--rate", str(rate), "--times", str(times_file)],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    commits: list[tuple[float, int]] = []
+    first = None
+    while collector.written < n:
+        collector.step(0.2)
+        if collector.written:
+            commits.append((time.time(), collector.written))
+            first = first or commits[0][0]
+        if publisher.poll() not in (None, 0):
+            raise RuntimeError("the publisher failed")
+    out, _ = publisher.communicate(60)
+    collector.close()
+    sub.close()
+    verify(tmp / "out", n)
+    published = np.frombuffer(times_file.read_bytes(), dtype=np.float64)
+    info = json.loads(out.decode().splitlines()[-1])
+    assert info["acked"] == n and info["retried"] == 0, info
+    elapsed = commits[-1][0] - published[0]
+    return (n / elapsed, *latencies(published, commits))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--latency-rate", type=float, default=10_000.0)
+    args = ap.parse_args()
+    order = make_order(args.events)
+    results: dict[str, list[tuple[float, float, float]]] = {"direct": [], "memory": [], "nats": []}
+    lat_runs: dict[str, tuple[float, float, float]] = {}
+    with tempfile.TemporaryDirectory() as d:
+        base = Path(d)
+        server = local_server(base / "broker").start()
+        try:
+            for r in range(args.repeat):
+                for mode in ("direct", "memory", "nats"):
+                    tmp = base / f"{mode}-{r}"
+                    tmp.mkdir()
+                    if mode == "direct":
+                        results[mode].append((direct(order, tmp), 0.0, 0.0))
+                    elif mode == "memory":
+                        results[mode].append(memory(order, tmp))
+                    else:
+                        results[mode].append(nats(args.events, tmp, server.url))
+                    print(f"run {r + 1} {mode}: {results[mode][-1][0]:,.0f} events/s", file=sys.stderr)
+            n_lat = int(args.latency_rate * 5)
+            lat_order = make_order(n_lat)
+            for mode in ("memory", "nats"):
+                tmp = base / f"{mode}-latency"
+                tmp.mkdir()
+                if mode == "memory":
+                    lat_runs[mode] = memory(lat_order, tmp, rate=args.latency_rate)
+                else:
+                    lat_runs[mode] = nats(n_lat, tmp, server.url, rate=args.latency_rate)
+        finally:
+            server.stop()
+    base_rate = statistics.median(r[0] for r in results["direct"])
+    print(f"{args.events:,} events (2 hosts, 9 process : 1 DNS), median of {args.repeat} runs; "
+          f"latency at {args.latency_rate:,.0f} events/s paced, p50/p99 publish -> fsynced row")  # fmt: skip
+    heads = ("events/s", "vs direct", "p50 sat.", "p99 sat.", "p50 paced", "p99 paced")
+    print(f"{'path':8} " + " ".join(f"{h:>10}" for h in heads))
+    for mode in ("direct", "memory", "nats"):
+        rate = statistics.median(r[0] for r in results[mode])
+        line = f"{mode:8} {rate:10,.0f} {rate / base_rate:9.2f}x"
+        if mode != "direct":
+            p50 = statistics.median(r[1] for r in results[mode])
+            p99 = statistics.median(r[2] for r in results[mode])
+            _, lp50, lp99 = lat_runs[mode]
+            line += "".join(f" {v * 1e3:8.1f}ms" for v in (p50, p99, lp50, lp99))
+        print(line)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,9 +6,8 @@ dnslib: addresses, query, type/class, every answer and TTL, rcode, opcode.
 
 from __future__ import annotations
 
-import shutil
 import socket
-import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
@@ -19,54 +18,16 @@ from beth.errors import SensorError
 from beth.events import DnsEvent
 from beth.sensors.base import Sensor
 from beth.sensors.dns import DnsSensor
+from dns_server import ZONE
+from dns_server import dnsmasq as run_dnsmasq
 
 pytestmark = pytest.mark.root
-ZONE = "beth-test.internal"
-
-
-def _port53_free(family: int, host: str) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(family, kind) as s:
-            try:
-                s.bind((host, 53))
-            except OSError:
-                return False
-    return True
 
 
 @pytest.fixture(scope="module")
 def dnsmasq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    binary = shutil.which("dnsmasq")
-    if binary is None:
-        pytest.fail("dnsmasq is not installed (Debian package dnsmasq-base)")
-    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
-        if not _port53_free(family, host):
-            pytest.fail(f"port 53 on {host} is taken; the DNS sensor test needs it for its own server")
-    log = tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"
-    args = [
-        binary, "-k", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--bind-interfaces",
-        "--listen-address=127.0.0.1", "--listen-address=::1", "--port=53", "--pid-file=",
-        "--user=root", "--log-facility=-", f"--local=/{ZONE}/", "--local-ttl=300",
-        f"--host-record=a.{ZONE},10.1.2.3,fd00::1234,123",
-        f"--cname=www.{ZONE},a.{ZONE},45",
-        f"--txt-record=t.{ZONE},hello world",
-        f"--mx-host={ZONE},mail.{ZONE},10",
-    ]  # fmt: skip
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        for _ in range(100):
-            try:
-                dnslib.DNSRecord.question(f"a.{ZONE}").send("127.0.0.1", 53, timeout=0.1)
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail(f"dnsmasq did not answer: {log.read_text()}")
+    with run_dnsmasq(tmp_path_factory.mktemp("dnsmasq") / "dnsmasq.log"):
         yield
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 def exchange(name: str, qtype: str, server: str, *, tcp: bool = False) -> list[tuple[bytes, str, str]]:
@@ -194,8 +155,6 @@ def test_kernel_drops_are_counted_not_hidden() -> None:
 
 
 def test_stop_ends_iteration_from_another_thread() -> None:
-    import threading
-
     with DnsSensor() as sensor:
         threading.Timer(0.2, sensor.stop).start()
         t = time.monotonic()

@@ -1,0 +1,123 @@
+"""`beth run` for real: both sensors, the memory transport and the collector in one process, as root."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dnslib
+import pytest
+
+import beth.cli
+import beth.run  # imported before a test drops privileges
+from beth.collector import STATS_FILE
+from beth.data.load import load
+from dns_server import ZONE, dnsmasq
+
+BETH = Path(sys.executable).with_name("beth")
+
+
+def _workload(marker: Path) -> None:
+    """One round of work the sensors must see: a process touching a marked file, and DNS lookups."""
+    script = f"echo beth > {marker}; cat {marker} > /dev/null; rm -f {marker}"
+    subprocess.run(["sh", "-c", script], check=True)
+    for name, qtype in ((f"a.{ZONE}", "A"), (f"nope.{ZONE}", "A")):
+        dnslib.DNSRecord.question(name, qtype).send("127.0.0.1", 53, timeout=2)
+
+
+@pytest.mark.root
+@pytest.mark.slow
+def test_beth_run_for_10_seconds_writes_both_loadable_logs(tmp_path: Path) -> None:
+    out, marker = tmp_path / "logs", tmp_path / "beth-run-marker.txt"
+    with dnsmasq(tmp_path / "dnsmasq.log"):
+        proc = subprocess.Popen(
+            [str(BETH), "run", "--out", str(out), "--duration", "10", "--host-name", "beth-run-test"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        rounds = 0
+        while proc.poll() is None:  # the workload runs for the whole life of `beth run`
+            _workload(marker)
+            rounds += 1
+            time.sleep(0.2)
+        stdout, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr.decode()[-3000:]
+    assert rounds > 10
+    (proc_log,) = out.glob("labelled_*-beth-run-test.csv")
+    (dns_log,) = out.glob("labelled_*-beth-run-test-dns.csv")
+    assert proc_log.name.removesuffix(".csv") + "-dns.csv" == dns_log.name
+    process = load(proc_log, parse_nested=True)  # args and stacks parse too
+    dns = load(dns_log)
+    assert process.height > 0 and dns.height > 0
+    assert set(process["hostName"].unique()) == {"beth-run-test"}
+    assert set(dns["SensorId"].unique()) == {"beth-run-test"}
+    # The workload's file shows up in the process log (openat/unlink args name it) ...
+    raw = load(proc_log)
+    touched = raw.filter(raw["args"].str.contains(marker.name, literal=True))
+    assert touched.height > 0, "no process event mentions the workload's file"
+    # ... and its lookups in the DNS log: queries, answers and NXDOMAINs.
+    ours = dns.filter(dns["DnsQuery"].str.ends_with(ZONE))
+    answers = ours.filter(ours["DnsQuery"] == f"a.{ZONE}")["DnsAnswer"].drop_nulls().to_list()
+    assert "['10.1.2.3']" in answers
+    assert 3 in ours.filter(ours["DnsQuery"] == f"nope.{ZONE}")["DnsResponseCode"].to_list()
+    stats = json.loads((out / STATS_FILE).read_text())
+    host = stats["hosts"]["beth-run-test"]
+    assert host["process"]["rows"] == process.height and host["dns"]["rows"] == dns.height
+    assert {s["sensor"] for s in host["sensors"]} == {"process", "dns"}
+    assert host["process"]["missing"] == 0 and host["dns"]["missing"] == 0
+    assert "beth run" in stdout.decode()
+
+
+def test_beth_run_without_root_says_so_in_one_line(tmp_path: Path) -> None:
+    """Run the real CLI in a child that dropped to 'nobody'."""
+    if os.geteuid() != 0:
+        code, text = _run_cli(["run", "--out", str(tmp_path / "x"), "--duration", "1"])
+    else:
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: drop root, run the command, report its stderr and exit code
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            code, text = _run_cli(["run", "--out", str(tmp_path / "x"), "--duration", "1"])
+            os.write(w, text.encode())
+            os._exit(code)
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        code, text = os.waitstatus_to_exitcode(status), os.read(r, 65536).decode()
+        os.close(r)
+    assert code == 3
+    assert text.strip().splitlines() == [
+        "beth: error: beth run needs root: the process sensor loads eBPF programs and the DNS sensor opens a "
+        "raw packet socket (run it with sudo)"
+    ]
+    assert not (tmp_path / "x").exists()
+
+
+def _run_cli(argv: list[str]) -> tuple[int, str]:
+    buf = io.StringIO()
+    with contextlib.redirect_stderr(buf):
+        try:
+            beth.cli.main(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0), buf.getvalue()
+    return 0, buf.getvalue()
+
+
+def test_run_options_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    from beth.errors import UsageError
+
+    for kwargs, message in (
+        ({}, "--out DIR is needed"),
+        ({"out": tmp_path, "transport": "kafka://x"}, "must be 'memory' or a nats:// URL"),
+        ({"out": tmp_path, "transport": "nats://h:1"}, "run `beth collect --out`"),
+        ({"out": tmp_path, "sensors": ("process", "files")}, "unknown sensor(s) files"),
+    ):
+        with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            beth.run.Pipeline(beth.run.RunOptions(**kwargs))

@@ -36,6 +36,7 @@ TYPES: dict[int, str] = {
 }  # fmt: skip
 CLASSES: dict[int, str] = {1: "IN", 3: "CH", 4: "HS", 254: "NONE", 255: "ANY"}
 
+_PLAIN_NAME = re.compile(rb"[A-Za-z0-9_.-]+")
 _PLAIN_TEXT = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
 _NAME_TYPES = frozenset({2, 5, 12, 39})  # rdata is one (possibly compressed) name
 _MAX_POINTERS = 64  # compression pointers followed per name before calling it a loop
@@ -76,7 +77,7 @@ def _label_text(label: bytes) -> str:
 
 def read_name(buf: bytes, off: int) -> tuple[str, int]:
     """The name at `off` in presentation form (no trailing dot; the root is '.') and the offset after it."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     end = -1
     jumps = 0
     total = 0
@@ -106,9 +107,16 @@ def read_name(buf: bytes, off: int) -> tuple[str, int]:
         total += n + 1
         if total > 255:
             raise DnsWireError("name longer than 255 bytes")
-        labels.append(_label_text(buf[off : off + n]))
+        labels.append(buf[off : off + n])
         off += n
-    return (".".join(labels) if labels else "."), (end if end >= 0 else off)
+    if not labels:
+        return ".", (end if end >= 0 else off)
+    joined = b".".join(labels)
+    if _PLAIN_NAME.fullmatch(joined) and joined.count(b".") == len(labels) - 1:
+        text = joined.decode()  # the usual case: letters, digits, '-', '_' only
+    else:
+        text = ".".join(_label_text(label) for label in labels)
+    return text, (end if end >= 0 else off)
 
 
 def _text(chunk: bytes) -> str:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from scipy.optimize import nnls
 
 from beth.data import synth_attack as atk
 from beth.data import synth_benign as ben
@@ -154,6 +153,16 @@ def generate(
     return out
 
 
+def generate_split(split: str, rows: int, seed: int = 0) -> pl.DataFrame:
+    """One synthetic split with `rows` rows (hosts and labels scaled from the paper's as in `generate`)."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if rows < len(SPLIT_HOSTS[split]) * 8:
+        raise UsageError(f"a synthetic {split} split needs at least {len(SPLIT_HOSTS[split]) * 8} rows")
+    _check_seed(seed)
+    return _split(split, rows, seed)
+
+
 def synthetic_note(rows: int, seed: int) -> str:
     return (
         f"SYNTHETIC data from `beth synth --rows {rows} --seed {seed}` (BETH-like hosts and attack, "
@@ -264,8 +273,9 @@ def _plan_host(split: str, host: Host, scale: float, labels: dict, seed: int, s_
             _seed(seed, s_idx, host.index, 3, next(n_stream)),
         )
 
-    def script(t: Template, start: float, shrink: float) -> Stream:
-        budget = None if scale * shrink >= 1 else max(1, math.ceil(t.mean_rows * scale * shrink))
+    def script(t: Template, start: float, factor: float) -> Stream:
+        """One run of t from `start`, cut to `factor` of its expected length when factor < 1."""
+        budget = None if factor >= 1 else max(1, math.ceil(t.mean_rows * factor))
         return stream(t, [start], budget)
 
     fixed: list[Stream] = []
@@ -274,14 +284,19 @@ def _plan_host(split: str, host: Host, scale: float, labels: dict, seed: int, s_
     else:
         sus = labels[(1, 0)]
         for (t, per_inst), budget in zip(
-            _sus_templates(), apportion(sus, list(SUS_SOURCES.values())), strict=True
+            _sus_templates(split), apportion(sus, list(SUS_SOURCES.values())), strict=True
         ):
             if budget:
                 n = max(1, math.ceil(budget / per_inst))
                 fixed.append(stream(t, _spread(n, host.t0 + 60, host.t1 - 60, rng), budget, "sus"))
-        if split == "training":  # BETH's training hosts were shut down at the end of the capture
-            fixed.append(script(ben.poweroff(), host.t1 + 20, 1.0))
-        fixed.append(script(ben.timesyncd_start(), host.t0 + float(rng.uniform(0.5, 4)), 1.0))
+        # Boot and shutdown work (BETH's training hosts were powered off at the end of the capture).
+        # Scaled down, a host runs it whole with probability `scale` (never cut after its first fork).
+        boot_and_end = [(ben.timesyncd_start(), host.t0 + float(rng.uniform(0.5, 4)))]
+        if split == "training":
+            boot_and_end.append((ben.poweroff(), host.t1 + 20))
+        for t, start in boot_and_end:
+            if rng.random() < scale and t.mean_rows <= 0.05 * host.rows:
+                fixed.append(script(t, start, 1.0))
         used = sum(sum(label_counts(s).values()) for s in fixed)
         fillers_by_label = {(0, 0): max(host.rows - used, 0)}
     out = list(fixed)
@@ -296,10 +311,15 @@ def _plan_host(split: str, host: Host, scale: float, labels: dict, seed: int, s_
     return out
 
 
-def _sus_templates() -> list[tuple[Template, float]]:
-    """The labelled templates of the benign splits, in SUS_SOURCES order, with sus rows per instance."""
+def _sus_templates(split: str = "training") -> list[tuple[Template, float]]:
+    """The labelled templates of the benign splits, in SUS_SOURCES order, with sus rows per instance.
+
+    Validation's sessions end with the monitor's setregid/setreuid (its sample rows show them);
+    BETH's training split has neither event.
+    """
+    session = ben.operator_session(restore_ids=split != "training")
     out = []
-    for t in (ben.cron_hourly(), ben.close_thread(), ben.atd_check(), ben.operator_session()):
+    for t in (ben.cron_hourly(), ben.close_thread(), ben.atd_check(), session):
         per = sum(v for (_, label), v in composition(t).items() if label[0] == 1)
         out.append((t, per))
     return out
@@ -309,6 +329,9 @@ def _plan_test(
     host: Host, labels: dict, scale: float, rng: np.random.Generator, stream: Callable, script: Callable
 ) -> tuple[dict, list[Stream]]:
     """The attack timeline of the test host, then fillers that make each label's count exact."""
+    # The whole attack script when the label budgets have room for it, else cut down until they do.
+    lo, hi = atk.ACTIVITY
+    activity = (max(2, round(lo * min(scale, 1))), max(3, round(hi * min(scale, 1))))
     shrink = 1.0
     for _ in range(40):
         t = max(host.t0 + 0.5, float(rng.uniform(131.5, 133.0)))  # BETH: first evil rows ~132 s after boot
@@ -318,18 +341,16 @@ def _plan_test(
         tsm = unpack + float(rng.uniform(60, 100))
         fixed = [
             script(atk.teardown(), t, shrink),
-            script(atk.login_and_look(), login, shrink),
-            script(atk.sftp_fetch(), sftp, shrink),
-            script(atk.unpack(), unpack, shrink),
+            script(atk.login_and_look(activity), login, shrink),
+            script(atk.sftp_fetch(activity), sftp, shrink),
+            script(atk.unpack(activity), unpack, shrink),
             script(atk.tsm_start(), tsm, shrink),
         ]
         cron_t = host.t0 + float(rng.uniform(300, host.t1 - host.t0 - 100))
         fixed.append(script(ben.cron_hourly(), cron_t, shrink))
         kit = [atk.kit_command(name) for name in atk.KIT_COMMANDS]
         weights = [w for *_, w in atk.KIT_COMMANDS.values()]
-        for t_kit, budget in zip(
-            kit, apportion(round(atk.KIT_EVIL_ROWS * scale * shrink), weights), strict=True
-        ):
+        for t_kit, budget in zip(kit, apportion(round(atk.KIT_EVIL_ROWS * scale), weights), strict=True):
             if budget:
                 n = max(1, round(budget / t_kit.mean_rows))
                 fixed.append(stream(t_kit, _spread(n, unpack + 60, host.t1, rng), budget))
@@ -365,6 +386,7 @@ def _calibration() -> dict[str, dict[str, float]]:
     The labelled and scripted templates' expected rows (sus sources, poweroff, time-dir) are taken off
     the targets first; what is left is matched by the fillers' expected process-name mix.
     """
+    from scipy.optimize import nnls  # here, not at the top: `beth --help` should not pay for scipy
     fillers = [f() for f in (*IP_FILLERS, *UBUNTU_ONLY)]
     names = list(PROCESS_TARGETS)
     target = np.array([PROCESS_TARGETS[k] for k in names], dtype=np.float64)

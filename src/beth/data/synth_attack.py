@@ -93,9 +93,14 @@ def _session(sysd: int, mon: int, child: int, user: int, journal: int) -> list[E
     return rows
 
 
-def _activity(user: int) -> Block:
+#: Repetitions of the user's sshd work per session at full size: BETH's test split has 3,708 uid-1001
+#: rows that are not evil; smaller splits scale this down (`activity` argument of the session templates).
+ACTIVITY = (100, 150)
+
+
+def _activity(user: int, reps: tuple[int, int]) -> Block:
     """The user's sshd serving the session (uid 1001 rows that BETH labels sus, not evil)."""
-    return rep(user_sshd_activity(user, UID), 100, 150)
+    return rep(user_sshd_activity(user, UID), *reps)
 
 
 def _shell(user: int, pre: int, shell: int) -> list[Ev]:
@@ -160,7 +165,7 @@ def command(
 
 
 @cache
-def login_and_look() -> Template:
+def login_and_look(activity: tuple[int, int] = ACTIVITY) -> Template:
     """Log in as the new user, then `whoami`, `ls -la`, `cat /proc/cpuinfo`, with random pauses."""
     sysd, mon, child, user, journal, pre, shell, cmd1, cmd2, cmd3 = range(10)
     head = _session(sysd, mon, child, user, journal)
@@ -200,11 +205,11 @@ def login_and_look() -> Template:
     cat_work = fopen("/proc/cpuinfo", 3, dev=PROC_DEV, proc=cmd3)
     rows += command(shell, cmd3, "/usr/bin/cat", ["cat", "/proc/cpuinfo"], ["c"], cat_work)
     procs = [*session_procs(), *[Proc(n, uid=UID, ppid=shell, label=EVIL) for n in ("whoami", "ls", "cat")]]
-    return template("attack-login", procs, head, _activity(user), rows)
+    return template("attack-login", procs, head, _activity(user, activity), rows)
 
 
 @cache
-def sftp_fetch() -> Template:
+def sftp_fetch(activity: tuple[int, int] = ACTIVITY) -> Template:
     """A second connection runs the SFTP subsystem, which writes dota3.tar.gz into the user's home."""
     sysd, mon, child, user, journal, sftp = range(6)
     head = _session(sysd, mon, child, user, journal)
@@ -222,11 +227,11 @@ def sftp_fetch() -> Template:
         exit_(sftp),
     ]
     procs = [*session_procs(shell=False), Proc("sftp-server", uid=UID, ppid=user, label=EVIL)]
-    return template("attack-sftp", procs, head, _activity(user), rows)
+    return template("attack-sftp", procs, head, _activity(user, activity), rows)
 
 
 @cache
-def unpack() -> Template:
+def unpack(activity: tuple[int, int] = ACTIVITY) -> Template:
     """Back in a shell ~7.5 minutes later: `tar xzf dota3.tar.gz` (tar forks gzip), then a look around."""
     sysd, mon, child, user, journal, pre, shell, tar, gz, ls = range(10)
     head = _session(sysd, mon, child, user, journal)
@@ -291,7 +296,9 @@ def unpack() -> Template:
         Proc("gzip", uid=UID, ppid=tar, label=EVIL),
         Proc("ls", uid=UID, ppid=shell, label=EVIL),
     ]
-    return template("attack-unpack", procs, head, _activity(user), rows, rep(per_file, len(KIT_FILES)), end)
+    return template(
+        "attack-unpack", procs, head, _activity(user, activity), rows, rep(per_file, len(KIT_FILES)), end
+    )
 
 
 #: tsm's command line in the kit's start script: threads, timeouts, port, target list.
@@ -340,36 +347,13 @@ def tsm_thread() -> Template:
     """One scanning thread of tsm: for each target, a non-blocking socket, connect (-115), then
     connect polled until it gives up (-114 EALREADY each time), close."""
     t = Var("local", 1)
+    fd = Var("repval", 3, 138)  # the attempt's socket, shared by its rows
+    target = inet(22, Pool("ip", 0, by="rep"))
     attempt = [
-        ev(
-            "socket",
-            Var("rand", 3, 140),
-            thread=t,
-            domain="AF_INET",
-            type="SOCK_STREAM|SOCK_NONBLOCK",
-            protocol=0,
-            dt=0.05,
-        ),
-        ev(
-            "connect",
-            -115,
-            thread=t,
-            sockfd=Var("rand", 3, 140),
-            addr=inet(22, Pool("ip", 0, by="rep")),
-            addrlen=16,
-            dt=0.002,
-        ),
-        ev(
-            "connect",
-            -114,
-            thread=t,
-            sockfd=Var("rand", 3, 140),
-            addr=inet(22, Pool("ip", 0, by="rep")),
-            addrlen=16,
-            dt=0.12,
-            times=(50, 68),
-        ),
-        ev("close", thread=t, fd=Var("rand", 3, 140)),
+        ev("socket", fd, thread=t, domain="AF_INET", type="SOCK_STREAM|SOCK_NONBLOCK", protocol=0, dt=0.05),
+        ev("connect", -115, thread=t, sockfd=fd, addr=target, addrlen=16, dt=0.002),
+        ev("connect", -114, thread=t, sockfd=fd, addr=target, addrlen=16, dt=0.12, times=(50, 68)),
+        ev("close", thread=t, fd=fd),
     ]
     return template(
         "attack-tsm-thread", [Proc("tsm", uid=UID, pid="tsm", ppid="shell", label=EVIL)], rep(attempt, 16, 24)

@@ -1000,9 +1000,12 @@ def poweroff() -> Template:
 # --- an operator's ssh session (sus in training/validation; the attacker's in test) -------------------
 
 
-def session_teardown(user: int, mon: int, uid: int, *, journal: int | None = None) -> list[Ev]:
+def session_teardown(
+    user: int, mon: int, uid: int, *, journal: int | None = None, restore_ids: bool = True
+) -> list[Ev]:
     """End of an interactive ssh session with agent forwarding, as in BETH's first evil rows: the user's
-    sshd unlinks its agent socket and exits; the root monitor restores its ids and closes PAM."""
+    sshd unlinks its agent socket and exits; the root monitor restores its ids (setregid/setreuid, not
+    among the training split's 32 published events, so optional) and closes PAM."""
     agent = Fmt("/tmp/ssh-{}/agent.{}", (Pool("token", 9), Var("pid", user)))
     rows = [
         ev("close", proc=user, fd=10, dt=0.1),
@@ -1010,11 +1013,16 @@ def session_teardown(user: int, mon: int, uid: int, *, journal: int | None = Non
         ev("unlink", proc=user, pathname=agent),
         ev("close", proc=user, fd=4),
         exit_(user),
-        ev("cap_capable", proc=mon, cap="CAP_SETGID", dt=2e-3),
-        ev("setregid", proc=mon, rgid=-1, egid=uid),
-        ev("cap_capable", proc=mon, cap="CAP_SETUID"),
-        ev("setreuid", proc=mon, ruid=-1, euid=0),
-        ev("setregid", proc=mon, rgid=-1, egid=0),
+    ]
+    if restore_ids:
+        rows += [
+            ev("cap_capable", proc=mon, cap="CAP_SETGID", dt=2e-3),
+            ev("setregid", proc=mon, rgid=-1, egid=uid),
+            ev("cap_capable", proc=mon, cap="CAP_SETUID"),
+            ev("setreuid", proc=mon, ruid=-1, euid=0),
+            ev("setregid", proc=mon, rgid=-1, egid=0),
+        ]
+    rows += [
         *fopen("/etc/login.defs", 5, inode=584, proc=mon),
         *fopen("/var/log/wtmp", 5, flags="O_WRONLY|O_APPEND|O_CLOEXEC", fstat=0, proc=mon),
         *fopen("/var/run/utmp", 5, dev=RUN_DEV, flags="O_RDWR|O_CLOEXEC", fstat=0, proc=mon),
@@ -1062,7 +1070,9 @@ def user_sshd_activity(user: int, uid: int) -> list[Ev]:
 
 
 @cache
-def operator_session(uid: int = 1000, user_label: tuple[int, int] = SUS) -> Template:
+def operator_session(
+    uid: int = 1000, user_label: tuple[int, int] = SUS, restore_ids: bool = False
+) -> Template:
     """An operator (terraform over ssh as `ubuntu`): the user's sshd works the session, then it ends.
 
     Only the uid-1000 rows carry `user_label` (BETH's 996 training rows of userId 1000 are all sus);
@@ -1090,5 +1100,9 @@ def operator_session(uid: int = 1000, user_label: tuple[int, int] = SUS) -> Temp
     ]
     middle = rep(user_sshd_activity(user, uid), 8, 24)
     return template(
-        f"operator-session-{uid}", procs, start, middle, session_teardown(user, mon, uid, journal=journal)
+        f"operator-session-{uid}{'-ids' if restore_ids else ''}",
+        procs,
+        start,
+        middle,
+        session_teardown(user, mon, uid, journal=journal, restore_ids=restore_ids),
     )

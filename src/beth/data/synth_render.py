@@ -324,6 +324,11 @@ def _iv_pidrep(c: _Rows, i: np.ndarray, a: int, b: int) -> np.ndarray:
     return c.slot_pid[c.slot_base[i] + a] + c.rep[i] + b
 
 
+def _iv_repval(c: _Rows, i: np.ndarray, a: int, b: int) -> np.ndarray:
+    """A value fixed for one block repetition of the instance: a + (hash(instance, rep) mod b)."""
+    return a + (c.inst_mode[c.inst[i]] + c.rep[i] * 2654435761) % max(b, 1)
+
+
 def _iv_inst(c: _Rows, i: np.ndarray, a: int, b: int) -> np.ndarray:
     """A value fixed for the instance: a + (per-instance hash mod b)."""
     return a + (c.inst_mode[c.inst[i]] % max(b, 1))
@@ -340,6 +345,7 @@ INT_VARS = {
     "inst": _iv_inst,
     "local": _iv_local,
     "pidrep": _iv_pidrep,
+    "repval": _iv_repval,
 }
 POOLS = ("ptr", "heap", "token", "ip", "kit")
 

@@ -232,7 +232,7 @@ class Proc:
     def __post_init__(self) -> None:
         if len(self.comm) > 15:
             raise ValueError(f"process name {self.comm!r} is longer than the kernel's 15 characters")
-        if (self.pid == "fresh" or self.pid.startswith("slot:")) and self.ppid is None:
+        if self.pid == "fresh" and self.ppid is None:
             raise ValueError(f"fresh process {self.comm!r} needs a parent")
 
 

@@ -47,17 +47,8 @@ def _synthetic_banner(summaries: list[FileSummary]) -> None:
         )
 
 
-@app.command()
-def info(
-    paths: list[Path] = typer.Argument(..., help="BETH files or directories (CSV or beth Parquet)."),
-    on_bad_rows: OnBadRows = typer.Option(OnBadRows.error, "--on-bad-rows", help=BAD_ROWS_HELP),
-) -> None:
-    """Rows per host and the sus/evil breakdown of BETH files, laid out like the paper's label table."""
-    report = LoadReport()
-    files = sorted(discover(paths), key=lambda f: (f.split is None, SPLITS.index(f.split) if f.split else 0))
-    with err.status("reading ..."):
-        summaries = [summarise(f, on_bad_rows=on_bad_rows.value, report=report) for f in files]
-    report_skipped(report)
+def print_summaries(summaries: list[FileSummary]) -> None:
+    """Render `beth info`: the synthetic banner, the label table and rows per host, per log kind."""
     _synthetic_banner(summaries)
     for kind in ("process", "dns"):
         group = [s for s in summaries if s.file.kind.is_process == (kind == "process")]
@@ -81,6 +72,20 @@ def info(
     for s in summaries:
         note = f" — {s.file.note}" if s.file.note else ""
         out.print(f"{s.file.path}: {s.file.kind.value}, {s.file.format}, {s.rows:,} rows{note}", markup=False)
+
+
+@app.command()
+def info(
+    paths: list[Path] = typer.Argument(..., help="BETH files or directories (CSV or beth Parquet)."),
+    on_bad_rows: OnBadRows = typer.Option(OnBadRows.error, "--on-bad-rows", help=BAD_ROWS_HELP),
+) -> None:
+    """Rows per host and the sus/evil breakdown of BETH files, laid out like the paper's label table."""
+    report = LoadReport()
+    files = sorted(discover(paths), key=lambda f: (f.split is None, SPLITS.index(f.split) if f.split else 0))
+    with err.status("reading ..."):
+        summaries = [summarise(f, on_bad_rows=on_bad_rows.value, report=report) for f in files]
+    report_skipped(report)
+    print_summaries(summaries)
 
 
 @app.command()

@@ -227,6 +227,10 @@ def test_signal_network_unlink_and_ids(ground_truth) -> None:
         ("setreuid", {"ruid": 0, "euid": 0}, -1),  # EPERM
     ]
     assert truth["setreuid_refused"]
+    # the refused setreuid is the workload's one audited capability check (checks made without
+    # auditing, such as the CAP_SYS_ADMIN one of every writable mmap, are left out as Tracee did)
+    caps = [(ev.processId, _args(ev), ev.returnValue) for ev in events if ev.eventName == "cap_capable"]
+    assert caps == [(truth["pid"], {"cap": "CAP_SETUID"}, -1)]
 
 
 def test_rows_are_beth_rows(ground_truth) -> None:

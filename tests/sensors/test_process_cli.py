@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,13 +93,27 @@ def _one_line_error(cmd: list[str], env: dict | None = None) -> tuple[int, str]:
 
 
 def test_without_root_one_clear_line(tmp_path: Path) -> None:
-    # The interpreter may sit where other users cannot read it: import as root, then drop to nobody.
+    # The interpreter may sit where other users cannot read it (/root): load the CLI as root (running
+    # its --help imports what a command needs), then drop to nobody and run the command.
     drop = "os.setgroups([]); os.setgid(65534); os.setuid(65534)"
     argv = ["sense", "process", "--out", str(tmp_path / "x.csv"), "--duration", "1"]
-    code = f"import os; from beth.cli import main; {drop}; main({argv!r})"
+    code = (
+        "import contextlib, io, os\nfrom beth.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['sense', 'process', '--help'])\n"
+        f"{drop}\nmain({argv!r})\n"
+    )
     rc, line = _one_line_error([sys.executable, "-c", code])
-    assert rc == 3 and "needs root" in line and "CAP_BPF" in line
+    assert rc == 3 and "needs root:" in line and "CAP_BPF" in line
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_root_without_capabilities_one_clear_line(tmp_path: Path) -> None:
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is part of every Debian system"
+    drop = [setpriv, "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
+    rc, line = _one_line_error([*drop, *BETH, "sense", "process", "--out", str(tmp_path / "x.csv")])
+    assert rc == 3 and "needs root with its capabilities" in line and "CAP_BPF" in line
 
 
 def test_missing_object_and_bad_events_one_clear_line(tmp_path: Path) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from beth.errors import UsageError
 from beth.schema import event_ids
 from beth.sensors import decode as d
-from beth.sensors.process import ProcessSensor, event_sets, resolve_events, syscall_config
+from beth.sensors.process import ProcessSensor, event_sets, noaudit_ranges, resolve_events, syscall_config
 
 #: eventName values of the BETH training split (beth-data-facts.md) and the extra ones issue 5 asks for.
 BETH_TRAINING = [
@@ -127,3 +129,26 @@ def test_constructor_checks_its_arguments() -> None:
         ProcessSensor(events=["openat"], comms=[""])
     sensor = ProcessSensor(events=["openat"], comms=["a-very-long-process-name"])
     assert sensor.comms == (b"a-very-long-pro\0",)  # what the kernel keeps of a comm
+
+
+def test_noaudit_ranges_from_kallsyms(tmp_path: Path) -> None:
+    syms = tmp_path / "kallsyms"
+    syms.write_text(
+        "ffffffff81207b3e t ns_capable_noaudit.cold\n"
+        "ffffffff81207b4c t some_other_cold\n"
+        "ffffffff8136ff00 T has_capability_noaudit\n"
+        "ffffffff8136ff00 T alias_at_same_address\n"
+        "ffffffff8136ff50 T next_function\n"
+        "ffffffff81ac6440 T security_vm_enough_memory_mm\n"
+        "ffffffff81ac64c0 T after\n"
+        "ffffffffc0001000 t ns_capable_noaudit\t[some_module]\n"
+    )
+    assert noaudit_ranges(str(syms)) == [
+        (0xFFFFFFFF81207B3E, 0xFFFFFFFF81207B4C),
+        (0xFFFFFFFF8136FF00, 0xFFFFFFFF8136FF50),
+        (0xFFFFFFFF81AC6440, 0xFFFFFFFF81AC64C0),
+    ]
+    hidden = tmp_path / "hidden"
+    hidden.write_text("0000000000000000 T has_capability_noaudit\n0000000000000000 T next\n")
+    assert noaudit_ranges(str(hidden)) == []
+    assert noaudit_ranges(str(tmp_path / "missing")) == []

@@ -31,6 +31,8 @@ REC_MAX = 16384
 PAYLOAD_MAX = REC_MAX - REC_HDR - 8 * MAX_STACK - 8
 MAX_STR = 4096
 MAX_ARGV = 64
+MAX_NOAUDIT = 8
+CAP_FRAMES = 8
 ARG_RAW, ARG_STR, ARG_SOCKADDR, ARG_STRARR, ARG_INT2, ARG_SKIP = range(6)
 REC_TRUNCATED, REC_FAULT = 0x1, 0x2
 SC_EMIT, SC_FILE_OPEN, SC_UNLINK, SC_SB_MOUNT, SC_SKIP_CHILD, SC_AT_ENTER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
@@ -44,8 +46,10 @@ EV_PROCESS_EXIT, EV_SB_MOUNT = 1010, 1019
 #: payload_len, flags.
 HEADER = struct.Struct("<Qq6Q3Q6I16sHHI")
 assert HEADER.size == REC_HDR
-#: struct config (the object's .rodata): self_tgid, filters, stack, wakeup_bytes, events, pad.
+#: struct config (the object's .rodata): self_tgid, filters, stack, wakeup_bytes, events, noaudit_n.
 CONFIG = struct.Struct("<6I")
+#: struct text_range: start, end (kernel text addresses).
+TEXT_RANGE = struct.Struct("<QQ")
 #: struct sc_cfg: flags, kinds[6], pad.
 SC_CFG = struct.Struct("<B6BB")
 

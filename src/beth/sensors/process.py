@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,7 @@ from beth.sensors.decode import (
     FILTER_COMMS,
     FILTER_PIDS,
     FILTER_UIDS,
+    MAX_NOAUDIT,
     MAX_SYSCALL,
     SC_AT_ENTER,
     SC_CFG,
@@ -52,6 +54,7 @@ from beth.sensors.decode import (
     SC_SB_MOUNT,
     SC_SKIP_CHILD,
     SC_UNLINK,
+    TEXT_RANGE,
     RecordDecoder,
     plans,
 )
@@ -153,6 +156,36 @@ def syscall_config(selected: frozenset[int]) -> dict[int, bytes]:
     return out
 
 
+#: Kernel functions that check a capability with CAP_OPT_NOAUDIT; Tracee's cap_capable skipped those checks.
+#: cap_vm_enough_memory is usually inlined into security_vm_enough_memory_mm (every writable mmap).
+NOAUDIT_FUNCTIONS = ("security_vm_enough_memory_mm", "cap_vm_enough_memory", "has_ns_capability_noaudit",
+                     "has_capability_noaudit", "ns_capable_noaudit")  # fmt: skip
+
+
+def noaudit_ranges(kallsyms: str = "/proc/kallsyms") -> list[tuple[int, int]]:
+    """Kernel text ranges [start, end) of NOAUDIT_FUNCTIONS (and their .cold parts); [] when the
+    kernel hides its addresses (kptr_restrict) or has none of them. A function ends where the next
+    symbol at a higher address starts (kallsyms lists the core kernel in address order)."""
+    try:
+        text = Path(kallsyms).read_text()
+    except OSError:
+        return []
+    names = "|".join(NOAUDIT_FUNCTIONS)
+    ranges = []
+    for m in re.finditer(rf"^([0-9a-f]+) [tT] (?:{names})(?:\.\w+)?$", text, re.M):
+        start = int(m.group(1), 16)
+        if not start:
+            return []  # addresses hidden
+        end = start + 4096
+        for line in text[m.end() + 1 : m.end() + 4096].splitlines():
+            addr = int(line.split(" ", 1)[0], 16)
+            if addr > start:
+                end = addr
+                break
+        ranges.append((start, end))
+    return sorted(set(ranges))[:MAX_NOAUDIT]
+
+
 def object_path() -> Path:
     """The CO-RE object to load: $BETH_BPF_OBJECT, else the one `make bpf` builds inside the package."""
     override = os.environ.get("BETH_BPF_OBJECT")
@@ -174,20 +207,22 @@ def _check_object(path: Path) -> None:
 
 
 def _check_privileges() -> None:
-    if os.geteuid() == 0:
-        return
-    caps = 0
+    """Effective capabilities, not the uid, decide (root in a container may lack them)."""
+    caps = None
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("CapEff:"):
                 caps = int(line.split()[1], 16)
     except OSError:
         pass
+    if caps is None:  # no /proc: let the kernel decide
+        return
     if caps >> _CAP_SYS_ADMIN & 1 or (caps >> _CAP_BPF & 1 and caps >> _CAP_PERFMON & 1):
         return
+    who = "root" if os.geteuid() else "root with its capabilities"
     raise SensorError(
-        "the process sensor needs root: loading eBPF programs takes CAP_BPF and CAP_PERFMON "
-        "(run it as root, e.g. with sudo)"
+        f"the process sensor needs {who}: loading eBPF programs takes CAP_BPF and CAP_PERFMON "
+        "(or CAP_SYS_ADMIN); run it as root, e.g. with sudo"
     )
 
 
@@ -292,7 +327,10 @@ class ProcessSensor:
         )
         evbits |= EVB_PROCESS_EXIT if EV_PROCESS_EXIT in self.selected else 0
         self_tgid = os.getpid() if self.exclude_self else 0
-        config = CONFIG.pack(self_tgid, filters, int(self.stack), self.wakeup_bytes, evbits, 0)
+        ranges = noaudit_ranges() if EV_CAP_CAPABLE in self.selected else []
+        if EV_CAP_CAPABLE in self.selected and not ranges:
+            log.warning("kernel addresses are hidden: cap_capable includes checks made without auditing")
+        config = CONFIG.pack(self_tgid, filters, int(self.stack), self.wakeup_bytes, evbits, len(ranges))
         obj = BpfObject(path)
         try:
             obj.set_rodata(config)
@@ -311,6 +349,8 @@ class ProcessSensor:
                 map_update(obj.map_fd("uid_filter"), uid.to_bytes(4, "little"), one)
             for comm in self.comms:
                 map_update(obj.map_fd("comm_filter"), comm, one)
+            for i, (start, end) in enumerate(ranges):
+                map_update(obj.map_fd("noaudit_ranges"), i.to_bytes(4, "little"), TEXT_RANGE.pack(start, end))
             self._counters_fd = obj.map_fd("counters")
             self._ncpus = num_possible_cpus()
             self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)

@@ -87,6 +87,17 @@ struct {
 	__type(value, struct rec);
 } scratch SEC(".maps");
 
+/* Functions that check a capability without auditing it (filled from /proc/kallsyms by the loader).
+ * Tracee's cap_capable kprobe skipped those checks (CAP_OPT_NOAUDIT); the tracepoint does not say, so
+ * the kernel stack tells: a check called from one of these is not reported. Without it, every
+ * writable mmap of a process shows up as a CAP_SYS_ADMIN check (cap_vm_enough_memory). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_NOAUDIT);
+	__type(key, __u32);
+	__type(value, struct text_range);
+} noaudit_ranges SEC(".maps");
+
 /* execve/execveat records between sys_enter and sys_exit, keyed by tgid (the thread id can change
  * during exec, the tgid cannot). LRU: a task killed mid-exec cannot leak an entry forever. */
 struct {
@@ -131,7 +142,7 @@ static __always_inline bool skip_task(__u32 tgid)
 static __always_inline bool is_compat(struct task_struct *task)
 {
 	if (bpf_core_field_exists(task->thread_info.status))
-		return BPF_CORE_READ(task, thread_info.status) & TS_COMPAT;
+		return task->thread_info.status & TS_COMPAT;
 	return false;
 }
 
@@ -144,12 +155,13 @@ static __always_inline __u32 pid_nr_at(struct pid *p, __u32 level)
 }
 
 /* Header fields of the current task: ids as seen inside its own pid namespace (like getpid(),
- * gettid(), getppid() there), uid in the initial user namespace, mount namespace inode, comm. */
+ * gettid(), getppid() there), uid in the initial user namespace, mount namespace inode, comm.
+ * `task` is a BTF pointer: its fields are read with direct (fault-safe) loads, not helper calls. */
 static __always_inline void fill_header(struct rec *r, struct task_struct *task, __u32 event_id, __s64 ret)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	struct pid *tp = BPF_CORE_READ(task, thread_pid);
-	__u32 level = BPF_CORE_READ(tp, level);
+	struct pid *tp = task->thread_pid;
+	__u32 level = tp->level;
 
 	r->ts = bpf_ktime_get_boot_ns();
 	r->ret = ret;
@@ -159,11 +171,11 @@ static __always_inline void fill_header(struct rec *r, struct task_struct *task,
 	r->stack_n = 0;
 	r->payload_len = 0;
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
-	r->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	r->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
 	if (level == 0) {
 		r->pid = pid_tgid >> 32;
 		r->tid = (__u32)pid_tgid;
-		r->ppid = BPF_CORE_READ(task, real_parent, tgid);
+		r->ppid = task->real_parent->tgid;
 		return;
 	}
 	r->tid = pid_nr_at(tp, level);
@@ -301,12 +313,12 @@ static __always_inline __u64 put_args(struct rec *r, const struct sc_cfg *sc)
 
 static __always_inline void read_regs(struct rec *r, struct pt_regs *regs)
 {
-	r->args[0] = BPF_CORE_READ(regs, di);
-	r->args[1] = BPF_CORE_READ(regs, si);
-	r->args[2] = BPF_CORE_READ(regs, dx);
-	r->args[3] = BPF_CORE_READ(regs, r10);
-	r->args[4] = BPF_CORE_READ(regs, r8);
-	r->args[5] = BPF_CORE_READ(regs, r9);
+	r->args[0] = regs->di;
+	r->args[1] = regs->si;
+	r->args[2] = regs->dx;
+	r->args[3] = regs->r10;
+	r->args[4] = regs->r8;
+	r->args[5] = regs->r9;
 }
 
 /* Close the record: payload length, user stack after the payload; returns its size in bytes. */
@@ -483,7 +495,7 @@ static __always_inline void emit_inode_unlink(void *ctx, struct task_struct *tas
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u32 id = (__u32)BPF_CORE_READ(regs, orig_ax);
+	__u32 id = (__u32)regs->orig_ax;
 	if (id >= MAX_SYSCALL)
 		return 0;
 	struct sc_cfg *sc = bpf_map_lookup_elem(&syscall_cfg, &id);
@@ -628,12 +640,34 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
+static __always_inline bool noaudit_caller(void *ctx)
+{
+	__u64 frames[CAP_FRAMES] = {};
+	long n = bpf_get_stack(ctx, frames, sizeof(frames), 0);
+	if (n <= 0)
+		return false;
+	for (__u32 r = 0; r < MAX_NOAUDIT; r++) {
+		if (r >= cfg.noaudit_n)
+			break;
+		__u32 key = r;
+		struct text_range *range = bpf_map_lookup_elem(&noaudit_ranges, &key);
+		if (!range)
+			break;
+		for (int i = 0; i < CAP_FRAMES; i++)
+			if (frames[i] >= range->start && frames[i] < range->end)
+				return true;
+	}
+	return false;
+}
+
 SEC("tp_btf/cap_capable")
 int BPF_PROG(on_cap_capable, const struct cred *cred, struct user_namespace *target_ns,
 	     const struct user_namespace *capable_ns, int cap, int ret)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	if (skip_task(tgid))
+		return 0;
+	if (cfg.noaudit_n && noaudit_caller(ctx))
 		return 0;
 	struct rec *r = scratch_rec(1);
 	if (!r)

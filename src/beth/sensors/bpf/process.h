@@ -18,6 +18,8 @@
 #define MAX_STR 4096      /* one string argument or path (PATH_MAX, NUL included) */
 #define MAX_ARGV 64       /* argv elements captured by execve/execveat */
 #define MAX_PATH_DEPTH 40 /* path components walked for security_* pathnames */
+#define MAX_NOAUDIT 8     /* noaudit_ranges entries */
+#define CAP_FRAMES 8      /* kernel frames searched for a noaudit caller */
 #define REC_MAX 16384     /* one record, header and stack included */
 #define REC_HDR 136
 #define PAYLOAD_MAX (REC_MAX - REC_HDR - 8 * MAX_STACK - 8)
@@ -79,7 +81,13 @@ struct config {
 	__u32 stack;        /* 1: capture user stacks */
 	__u32 wakeup_bytes; /* wake the reader once this much data waits (0: on every record) */
 	__u32 events;       /* EVB_* */
-	__u32 pad;
+	__u32 noaudit_n;    /* entries in noaudit_ranges */
+};
+
+/* Kernel text [start, end) of a function that asks for a capability with CAP_OPT_NOAUDIT. */
+struct text_range {
+	__u64 start;
+	__u64 end;
 };
 
 struct rec {

@@ -46,7 +46,7 @@ class Stream:
 class _Specs:
     """Per template row ('spec') arrays, for all templates used in one split."""
 
-    def __init__(self, templates: list[Template]) -> None:
+    def __init__(self, templates: list[Template], *, text: bool = True) -> None:
         self.offset: dict[int, int] = {}
         rows, slot_of, tmpl_of = [], [], []
         for t_i, t in enumerate(templates):
@@ -71,7 +71,7 @@ class _Specs:
         self.thread = np.array([e.thread if isinstance(e.thread, int) else 0 for e in rows], dtype=np.int64)
         self.dt = np.array([e.dt for e in rows])
         self.sleep = np.array([e.sleep for e in rows])
-        self.tokens = [e.tokens() for e in rows]
+        self.tokens = [e.tokens() for e in rows] if text else []
 
 
 # --- expansion: instances -> rows -----------------------------------------------------------------
@@ -133,7 +133,7 @@ def _counted(stream: Stream, spec_sus: np.ndarray, spec_evil: np.ndarray) -> np.
 
 def expand_stream(stream: Stream) -> tuple[_Expanded, np.ndarray]:
     """The rows a stream keeps (local template-row indices) and its instance starts, reproducibly."""
-    specs = _Specs([stream.template])
+    specs = _Specs([stream.template], text=False)
     ex = _expand_stream(stream, specs, commit=False)
     return ex, stream.starts[: ex.n_inst]
 
@@ -529,19 +529,23 @@ def stack_text(inst: np.ndarray, event: np.ndarray, rng: np.random.Generator, n_
     garbage (ASCII bytes, or values above 2^63, as in BETH).
     """
     n = len(inst)
-    lengths = np.array(list(STACK_LENGTHS))
     p = np.array(list(STACK_LENGTHS.values()), dtype=np.float64)
-    length = rng.choice(lengths, size=n, p=p / p.sum())
+    length = np.array(list(STACK_LENGTHS))[
+        np.searchsorted(np.cumsum(p / p.sum()), rng.random(n), side="right")
+    ]
     other = length == -1
     length[other] = rng.integers(5, 20, size=int(other.sum()))
     libc = rng.integers(0x7F00_0000_0, 0x7FFF_FFFF_F, size=n_inst, dtype=np.uint64) << np.uint64(12)
     binary = rng.integers(0x5500_0000_0, 0x56FF_FFFF_F, size=n_inst, dtype=np.uint64) << np.uint64(12)
-    ev_off = (event.astype(np.uint64) * np.uint64(0x9E37) + np.uint64(0x1A2B)) % np.uint64(0x1F_FFFF)
-    words = np.empty((4, n), dtype=np.uint64)
+    # Words only for the rows that have any (two thirds have none).
+    rows = np.flatnonzero(length > 0)
+    m, inst, depth = len(rows), inst[rows], length[rows]
+    ev_off = (event[rows].astype(np.uint64) * np.uint64(0x9E37) + np.uint64(0x1A2B)) % np.uint64(0x1F_FFFF)
+    words = np.empty((4, m), dtype=np.uint64)
     words[0] = libc[inst] + ev_off
-    kind = rng.random((3, n))
-    junk = rng.integers(0, 2**63 - 1, size=(3, n), dtype=np.uint64)
-    junk[rng.random((3, n)) < 0.35] |= np.uint64(1 << 63)
+    kind = rng.random((3, m))
+    junk = rng.integers(0, 2**63 - 1, size=(3, m), dtype=np.uint64)
+    junk[rng.random((3, m)) < 0.35] |= np.uint64(1 << 63)
     for k in range(1, 4):
         bin_word = binary[inst] + (ev_off * np.uint64(7 + k)) % np.uint64(0xF_FFFF)
         libc_word = libc[inst] + (ev_off * np.uint64(3 + k)) % np.uint64(0x1F_FFFF)
@@ -549,14 +553,11 @@ def stack_text(inst: np.ndarray, event: np.ndarray, rng: np.random.Generator, n_
             kind[k - 1] < 0.55, bin_word, np.where(kind[k - 1] < 0.85, libc_word, junk[k - 1])
         )
     cols = {f"w{k}": pl.Series(words[k]).cast(pl.String) for k in range(4)}
-    cols["n"] = pl.Series(length)
-    frame = pl.DataFrame(cols)
+    cols["n"] = pl.Series(depth)
     sep = pl.lit(", ")
     w = [pl.col(f"w{k}") for k in range(4)]
     expr = (
-        pl.when(pl.col("n") == 0)
-        .then(pl.lit("[]"))
-        .when(pl.col("n") == 1)
+        pl.when(pl.col("n") == 1)
         .then(pl.concat_str([pl.lit("["), w[0], pl.lit("]")]))
         .when(pl.col("n") == 2)
         .then(pl.concat_str([pl.lit("["), w[0], sep, w[1], pl.lit("]")]))
@@ -564,14 +565,14 @@ def stack_text(inst: np.ndarray, event: np.ndarray, rng: np.random.Generator, n_
         .then(pl.concat_str([pl.lit("["), w[0], sep, w[1], sep, w[2], pl.lit("]")]))
         .otherwise(pl.concat_str([pl.lit("["), w[0], sep, w[1], sep, w[2], sep, w[3], pl.lit("]")]))
     )
-    text = frame.select(expr.alias("stackAddresses")).to_series()
-    deep = np.flatnonzero(length > 4)
+    some = pl.DataFrame(cols).select(expr.alias("stackAddresses")).to_series()
+    deep = np.flatnonzero(depth > 4)
     if len(deep):
         # Deep traces read down a stack frame by frame: descending words 16 bytes apart.
         tails = []
-        for row, m in zip(deep.tolist(), length[deep].tolist(), strict=True):
+        for row, d in zip(deep.tolist(), depth[deep].tolist(), strict=True):
             head = [int(words[0, row]), int(words[1, row])]
             top = int(libc[inst[row]]) + 0x12E000
-            tails.append("[" + ", ".join(map(str, head + [top - 16 * j for j in range(m - 2)])) + "]")
-        text = text.scatter(deep, tails)
-    return text
+            tails.append("[" + ", ".join(map(str, head + [top - 16 * j for j in range(d - 2)])) + "]")
+        some = some.scatter(deep, tails)
+    return pl.Series("stackAddresses", ["[]"]).gather(np.zeros(n, dtype=np.int64)).scatter(rows, some)

@@ -16,7 +16,7 @@ import pytest
 from beth.data.literal import parse_args
 from beth.events import ProcessEvent
 from beth.sensors import decode as d
-from beth.sensors.decode import RecordDecoder, RecordError
+from beth.sensors.decode import RecordDecoder, RecordError, ring_frame
 
 # --- flags --------------------------------------------------------------------------------------------
 
@@ -238,15 +238,24 @@ def test_malformed_records_are_errors_not_events() -> None:
     overrun = record(257, payload=_entries(b"/etc/x"))[:-8]  # payload says more than the record holds
     lying = bytearray(record(257, payload=_entries(b"abc")))
     lying[d.REC_HDR] = 200  # an entry longer than the payload
-    events, errors = dec.decode_batch(good + bad_id + overrun + bytes(lying),
-                                      [(0, len(good)), (len(good), len(bad_id)),
-                                       (len(good) + len(bad_id), len(overrun)),
-                                       (len(good) + len(bad_id) + len(overrun), len(lying))])  # fmt: skip
+    events, errors, consumed = dec.decode_ring(ring_frame(good, bad_id, overrun, bytes(lying)))
     assert [ev.args for ev in events] == [[{"name": "fd", "type": "int", "value": 5}]]
     assert len(errors) == 3 and all(isinstance(e, RecordError) for e in errors)
+    assert consumed == len(ring_frame(good, bad_id, overrun, bytes(lying)))  # every record walked
     assert "unknown event id 999" in str(errors[0])
     with pytest.raises(RecordError):
         dec.decode(b"short", 0, 5)
+
+
+def test_ring_walk_stops_at_a_record_still_being_written() -> None:
+    dec = RecordDecoder("h")
+    done, busy = record(3, args=(4, 0, 0, 0, 0, 0)), record(3, args=(5, 0, 0, 0, 0, 0))
+    framed = ring_frame(done) + ring_frame(busy, busy=True) + ring_frame(done)
+    events, errors, consumed = dec.decode_ring(framed)
+    assert [ev.args[0]["value"] for ev in events] == [4] and not errors
+    assert consumed == len(ring_frame(done))  # the busy record and what follows wait for the next read
+    cut = ring_frame(done, done)[:-8]  # a read that ends inside a record
+    assert len(dec.decode_ring(cut)[0]) == 1
 
 
 def test_truncation_and_fault_flags_are_counted() -> None:

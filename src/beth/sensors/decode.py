@@ -50,6 +50,12 @@ assert HEADER.size == REC_HDR
 CONFIG = struct.Struct("<6I")
 #: struct text_range: start, end (kernel text addresses).
 TEXT_RANGE = struct.Struct("<QQ")
+#: BPF ring buffer framing (kernel include/uapi/linux/bpf.h): a u32 length whose top bits say "still
+#: being written" / "discarded", a u32 page offset, then the record, padded to 8 bytes.
+RING_HDR = 8
+RING_BUSY, RING_DISCARD = 1 << 31, 1 << 30
+RING_LEN_MASK = ~(RING_BUSY | RING_DISCARD) & 0xFFFFFFFF
+RING_HEAD = struct.Struct("<I")
 #: struct sc_cfg: flags, kinds[6], pad.
 SC_CFG = struct.Struct("<B6BB")
 
@@ -561,31 +567,46 @@ class RecordDecoder:
 
     def decode(self, buf: bytes, off: int, length: int) -> ProcessEvent:
         """The event in `buf[off:off+length]` (one record as the kernel wrote it)."""
-        events, errors = self.decode_batch(buf, [(off, length)])
+        events, errors, _ = self.decode_ring(ring_frame(buf[off : off + length]))
         if errors:
             raise errors[0]
         return events[0]
 
-    def decode_batch(
-        self, buf: bytes, records: Iterable[tuple[int, int]]
-    ) -> tuple[list[ProcessEvent], list[RecordError]]:
-        """The events of `records` ((offset, length) in `buf`), and an error per record skipped.
+    def decode_ring(self, buf: bytes) -> tuple[list[ProcessEvent], list[RecordError], int]:
+        """Decode the committed records at the start of `buf`, a copy of ring-buffer data (each record
+        behind an 8-byte ring header); returns the events, an error per record skipped, and how many
+        bytes were consumed (up to the first record the kernel is still writing).
 
-        The cyclic garbage collector is paused while the batch's objects are built: none of them can
-        form a cycle, and without the pause its collections cost more than the decoding itself.
+        One loop walks the ring headers and decodes, and the cyclic garbage collector is paused while
+        the batch's objects are built: none of them can form a cycle, and without the pause its
+        collections cost more than the decoding itself.
         """
         out: list[ProcessEvent] = []
         errors: list[RecordError] = []
         append = out.append
+        ring_head = RING_HEAD.unpack_from
         unpack = HEADER.unpack_from
         builders = self._builders
         comms = self._comms
         host = self.host_name
         event_cls = ProcessEvent
+        size = len(buf)
+        nxt = 0
         gc_was_on = gc.isenabled()
         gc.disable()
         try:
-            for off, length in records:
+            while nxt + RING_HDR <= size:
+                head = ring_head(buf, nxt)[0]
+                if head & RING_BUSY:
+                    break  # still being written: read it next time
+                length = head & RING_LEN_MASK
+                off = nxt + RING_HDR
+                total = (length + RING_HDR + 7) & ~7
+                if nxt + total > size:
+                    break  # cut off by the read size
+                nxt += total
+                if head & RING_DISCARD:
+                    continue
                 if length < REC_HDR:
                     errors.append(RecordError(f"record of {length} bytes is shorter than its header"))
                     continue
@@ -634,4 +655,13 @@ class RecordDecoder:
         finally:
             if gc_was_on:
                 gc.enable()
-        return out, errors
+        return out, errors, nxt
+
+
+def ring_frame(*records: bytes, busy: bool = False) -> bytes:
+    """Records framed as in a BPF ring buffer (8-byte header, 8-byte alignment); for tests and `decode`."""
+    out = bytearray()
+    for rec in records:
+        out += RING_HEAD.pack(len(rec) | (RING_BUSY if busy else 0)) + bytes(4) + rec
+        out += bytes(-len(out) % 8)
+    return bytes(out)

@@ -406,10 +406,12 @@ class ProcessSensor:
         return self._reader
 
     def _drain(self) -> list[ProcessEvent]:
-        buf, records = self._running().read(READ_BYTES)
+        reader = self._running()
+        buf = reader.read(READ_BYTES)
         out: list[ProcessEvent] = []
-        if records:
-            out, errors = self._decoder.decode_batch(buf, records)
+        if buf:
+            out, errors, consumed = self._decoder.decode_ring(buf)
+            reader.release(consumed)
             for exc in errors:
                 self._malformed += 1
                 log.warning("process sensor: skipped a malformed record (%s)", exc)

@@ -2,12 +2,13 @@
 
 The kernel exposes a BPF_MAP_TYPE_RINGBUF as three mappings of its map fd: the consumer position
 (one page, writable), the producer position (one page) and the data area mapped twice in a row, so
-a run of records that wraps around the end is still contiguous. A read copies every committed
-record between the consumer and producer positions in one slice, then hands the space back to the
-kernel at once by advancing the consumer position; decoding happens afterwards on the copy. This is
-what libbpf's ring_buffer__consume does, minus the per-record C->Python callback (the hot path).
-x86_64 only (like the sensor): its loads are ordered, so a record whose header says "committed"
-has its data in place.
+a run of records that wraps around the end is still contiguous. A read copies the data between the
+consumer and producer positions in one slice; the decoder walks the records in that copy
+(`beth.sensors.decode.RecordDecoder.decode_ring`, which knows the record framing) and the reader
+then hands the space back by advancing the consumer position. This is what libbpf's
+ring_buffer__consume does, minus the per-record C->Python callback (the hot path). x86_64 only
+(like the sensor): its loads are ordered, so a record whose header says "committed" has its data
+in place.
 """
 
 from __future__ import annotations
@@ -17,10 +18,6 @@ import mmap
 import select
 import struct
 
-BUSY_BIT = 1 << 31
-DISCARD_BIT = 1 << 30
-HDR_SIZE = 8
-_U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 
 
@@ -50,34 +47,20 @@ class RingReader:
         """Bytes written by the kernel and not read yet (committed or still being written)."""
         return self.producer() - self.pos
 
-    def read(self, max_bytes: int) -> tuple[bytes, list[tuple[int, int]]]:
-        """Take up to `max_bytes` of committed records: (their bytes, [(offset, length), ...]).
-
-        The space is returned to the kernel before this returns; offsets index the returned bytes.
-        """
+    def read(self, max_bytes: int) -> bytes:
+        """A copy of up to `max_bytes` of ring data from the consumer position on (whole records or
+        not: the caller walks them and says with `release` how far it got)."""
         avail = min(self.producer() - self.pos, max_bytes, self.size)
         if avail <= 0:
-            return b"", []
+            return b""
         start = self._page + (self.pos & self._mask)
-        buf = bytes(self._view[start : start + avail])
-        records: list[tuple[int, int]] = []
-        off = 0
-        unpack = _U32.unpack_from
-        while off + HDR_SIZE <= avail:
-            head = unpack(buf, off)[0]
-            if head & BUSY_BIT:
-                break  # still being written: stop here, read it next time
-            length = head & ~(BUSY_BIT | DISCARD_BIT)
-            total = (length + HDR_SIZE + 7) & ~7
-            if off + total > avail:
-                break  # cut by max_bytes
-            if not head & DISCARD_BIT:
-                records.append((off + HDR_SIZE, length))
-            off += total
-        if off:
-            self.pos += off
+        return bytes(self._view[start : start + avail])
+
+    def release(self, nbytes: int) -> None:
+        """Hand `nbytes` of read records back to the kernel (they are copied out already)."""
+        if nbytes:
+            self.pos += nbytes
             self._consumer.value = self.pos
-        return buf, records
 
     def wait(self, timeout: float) -> bool:
         """Sleep until the kernel signals data (or `timeout` seconds pass); True when signalled."""

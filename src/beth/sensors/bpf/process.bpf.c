@@ -504,12 +504,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	__u8 flags = sc->flags;
 	if ((flags & SC_SKIP_CHILD) && ret == 0)
 		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (is_compat(task))
-		return 0;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-	if (flags & SC_AT_ENTER) { /* execve/execveat: the record waits since sys_enter */
+	/* execve/execveat: the record waits since sys_enter (before the compat check: exec of a 32-bit
+	 * program returns in compat mode) */
+	if (flags & SC_AT_ENTER) {
 		struct rec *p = bpf_map_lookup_elem(&exec_pending, &tgid);
 		if (!p)
 			return 0;
@@ -521,7 +519,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		bpf_map_delete_elem(&exec_pending, &tgid);
 		return 0;
 	}
-	if (skip_task(tgid))
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (is_compat(task) || skip_task(tgid))
 		return 0;
 	if ((flags & SC_FILE_OPEN) && ret >= 0)
 		emit_file_open(ctx, task, ret);

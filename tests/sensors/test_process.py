@@ -325,3 +325,34 @@ def test_errors_say_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
     sensor = ProcessSensor(events=["openat"])
     with pytest.raises(SensorError, match="not running"):
         sensor.poll(0)
+
+
+def test_ids_as_seen_inside_a_pid_namespace() -> None:
+    """A process in its own pid (and mount) namespace: it is pid 1 there with parent 0 (outside), as
+    getpid()/getppid() say inside; its child is pid 2 with parent 1. mountNamespace is its own."""
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare (util-linux) is part of every Debian system"
+    code = (
+        "import ctypes, json, os, sys\n"
+        "ctypes.CDLL(None).prctl(15, b'beth-pidns')\n"
+        "print(json.dumps([os.getpid(), os.stat('/proc/self/ns/mnt').st_ino]), flush=True)\n"
+        "sys.stdin.readline(); os.getppid()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n    os.getppid(); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+    )
+    cmd = [unshare, "--pid", "--fork", "--mount-proc", sys.executable, "-c", code]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdin is not None
+    inner_pid, inner_mnt = json.loads(proc.stdout.readline())
+    assert inner_pid == 1
+    with ProcessSensor(events=["getppid"], comms=["beth-pidns"]) as sensor:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=30) == 0
+        events = _collect(sensor, 0.5)
+    got = [
+        (ev.processId, ev.threadId, ev.parentProcessId, ev.returnValue, ev.mountNamespace) for ev in events
+    ]
+    assert got == [(1, 1, 0, 0, inner_mnt), (2, 2, 1, 1, inner_mnt)]
+    assert inner_mnt != os.stat("/proc/self/ns/mnt").st_ino

@@ -187,3 +187,14 @@ def test_unwritable_output_is_a_usage_error(tmp_path: Path) -> None:
         write_synthetic(tmp_path / "file", rows=500)
     with pytest.raises(UsageError, match="cannot create"):
         write_synthetic(tmp_path / "file" / "sub", rows=500)
+
+
+@pytest.mark.parametrize("rows", [100, 233, 1_500])
+def test_tiny_sizes_keep_exact_sizes_and_labels(rows: int) -> None:
+    """Down to 100 rows the script is cut (or left out) but sizes and label counts stay exact."""
+    splits = generate(rows, seed=1)
+    assert {k: v.height for k, v in splits.items()} == split_sizes(rows)
+    test = splits["testing"]
+    got = {(s, e): n for s, e, n in test.group_by("sus", "evil").len().iter_rows()}
+    expected = dict(zip(TEST_LABELS, apportion(test.height, list(TEST_LABELS.values())), strict=True))
+    assert got == {k: v for k, v in expected.items() if v}

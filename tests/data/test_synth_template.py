@@ -200,9 +200,10 @@ def test_label_override_and_registered_pids() -> None:
     assert tsm["parentProcessId"].to_list() == [1, 1]  # the alias takes the aliased slot's parent
     assert tsm["userId"].to_list() == [1001, 1001]
     assert tsm["sus"].to_list() == [1, 1] and tsm["evil"].to_list() == [1, 1]
+    # A name nobody registered: a process from before the log, with a fresh pid above all others.
     unknown = template("u", [Proc("x", pid="nobody")], ev("close", fd=1))
-    with pytest.raises(ValueError, match="no process registered"):
-        render([Stream(unknown, h, np.array([1.0]))], [h], np.random.default_rng(0))
+    df = rows_of([Stream(starter, h, np.array([150.0]), seed=5), Stream(unknown, h, np.array([1.0]))], [h])
+    assert df.filter(pl.col("processName") == "x")["processId"].item() > shell
 
 
 def test_host_type_variants_change_only_the_type_strings() -> None:

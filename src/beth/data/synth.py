@@ -362,7 +362,7 @@ def _plan_test(
         if min(left.values()) >= 0:
             break
         shrink /= 2
-    else:  # pragma: no cover - only for absurdly small splits
+    else:  # a test split of a few dozen rows: no room for the script, only tsm's threads
         fixed, left = [], dict(labels)
     evil = left[(1, 1)]
     if evil:
@@ -387,6 +387,7 @@ def _calibration() -> dict[str, dict[str, float]]:
     the targets first; what is left is matched by the fillers' expected process-name mix.
     """
     from scipy.optimize import nnls  # here, not at the top: `beth --help` should not pay for scipy
+
     fillers = [f() for f in (*IP_FILLERS, *UBUNTU_ONLY)]
     names = list(PROCESS_TARGETS)
     target = np.array([PROCESS_TARGETS[k] for k in names], dtype=np.float64)

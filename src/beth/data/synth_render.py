@@ -206,6 +206,7 @@ def _allocate_pids(streams: list[Stream], inst_off: list[int]) -> tuple[np.ndarr
             elif not p.pid.startswith("slot:"):
                 continue
     hosts = {s.host.index: s.host for s in streams}
+    top: dict[int, int] = {}
     for h, parts in by_host.items():
         host = hosts[h]
         idx = np.concatenate([p[0] for p in parts])
@@ -216,6 +217,7 @@ def _allocate_pids(streams: list[Stream], inst_off: list[int]) -> tuple[np.ndarr
         counter = host.first_pid + np.cumsum(size) - size
         drift = np.floor(host.pid_rate * np.maximum(start - host.t0, 0.0)).astype(np.int64)
         pid[idx] = counter + drift
+        top[h] = int((pid[idx] + size - 1).max())  # the highest id in use, threads included
     # Registered pids (a process that later streams on the same host refer to by name).
     named: dict[tuple[int, str], int] = {}
     latest: dict[tuple[int, str], float] = {}
@@ -227,6 +229,8 @@ def _allocate_pids(streams: list[Stream], inst_off: list[int]) -> tuple[np.ndarr
                 if s.starts[last] >= latest.get(key, -np.inf):
                     latest[key] = float(s.starts[last])
                     named[key] = int(pid[slot_off[i0 + last] + k])
+    # A name nobody registered on the host (its process started before the log, or its stream was
+    # cut away at a small size) gets a fresh pid above every pid handed out so far.
     for s, i0 in zip(streams, inst_off, strict=True):
         n = len(s.starts)
         for k, p in enumerate(s.template.procs):
@@ -235,9 +239,8 @@ def _allocate_pids(streams: list[Stream], inst_off: list[int]) -> tuple[np.ndarr
             elif p.pid not in ("fresh", *s.host.pids):
                 key = (s.host.index, p.pid)
                 if key not in named:
-                    raise ValueError(
-                        f"{s.template.name}: no process registered as {p.pid!r} on {s.host.name}"
-                    )
+                    top[s.host.index] = top.get(s.host.index, s.host.first_pid) + 1
+                    named[key] = top[s.host.index]
                 pid[slot_off[i0 : i0 + n] + k] = named[key]
     # Parents.
     for s, i0 in zip(streams, inst_off, strict=True):
@@ -247,7 +250,7 @@ def _allocate_pids(streams: list[Stream], inst_off: list[int]) -> tuple[np.ndarr
             if isinstance(p.ppid, int):
                 ppid[base + k] = pid[base + p.ppid]
             elif p.ppid is not None:
-                ppid[base + k] = s.host.pids.get(p.ppid) or named[(s.host.index, p.ppid)]
+                ppid[base + k] = s.host.pids.get(p.ppid) or named.get((s.host.index, p.ppid), 1)
             else:
                 ppid[base + k] = s.host.parents.get(p.pid, 1)
     for s, i0 in zip(streams, inst_off, strict=True):  # a slot:K alias has K's parent unless told

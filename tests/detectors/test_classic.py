@@ -15,7 +15,6 @@ from beth.detectors.classic import (
     RobustCovariance,
     WhitenedIsolationForest,
     WhitenedOneClassSVM,
-    _covariance,
 )
 
 from .contract_data import OUTLIER, benign
@@ -42,16 +41,6 @@ def test_robust_covariance_is_sklearns_elliptic_envelope_bit_for_bit(seed: int) 
     np.testing.assert_array_equal(ours.score_samples(TEST), -ref.score_samples(TEST))
     np.testing.assert_array_equal(ours.predict(TEST), anomalies(ref.predict(TEST)))
     np.testing.assert_array_equal(ours.predict(TRAIN), anomalies(ref.predict(TRAIN)))
-
-
-def test_lean_covariance_equals_sklearns_empirical_covariance() -> None:
-    from sklearn.covariance import empirical_covariance
-
-    for X in (TRAIN[:300], TRAIN[:2, :3], TRAIN[:50, :1]):
-        np.testing.assert_array_equal(_covariance(X), empirical_covariance(X))
-        np.testing.assert_array_equal(
-            _covariance(X, assume_centered=True), empirical_covariance(X, assume_centered=True)
-        )
 
 
 @pytest.mark.parametrize("seed", [1, 5])

@@ -198,14 +198,20 @@ static __always_inline void put_u16(__u8 *dst, __u32 v)
 	dst[1] = (v >> 8) & 0xff;
 }
 
+/* The put_* helpers are global (non-inlined) BPF functions: the verifier checks each once, instead of
+ * at every call site in every program (which made loading take seconds). They take user and kernel
+ * addresses as plain integers, and bound the offset they are given themselves. */
+
 /* Append one length-prefixed user string; returns the new payload offset. */
-static __always_inline __u64 put_str(struct rec *r, __u64 off, const void *uptr)
+__noinline __u64 put_str(struct rec *r, __u64 off, __u64 uptr)
 {
+	if (!r)
+		return off;
 	if (off > PAYLOAD_MAX - MAX_STR - 2) {
 		r->flags |= REC_TRUNCATED;
 		return off;
 	}
-	long n = bpf_probe_read_user_str(&r->payload[off + 2], MAX_STR, uptr);
+	long n = bpf_probe_read_user_str(&r->payload[off + 2], MAX_STR, (const void *)uptr);
 	if (n <= 0) {
 		if (uptr)
 			r->flags |= REC_FAULT;
@@ -220,8 +226,11 @@ static __always_inline __u64 put_str(struct rec *r, __u64 off, const void *uptr)
 }
 
 /* Append a struct sockaddr read from user memory, as long as its family needs. */
-static __always_inline __u64 put_sockaddr(struct rec *r, __u64 off, const void *uptr)
+__noinline __u64 put_sockaddr(struct rec *r, __u64 off, __u64 uaddr)
 {
+	const void *uptr = (const void *)uaddr;
+	if (!r)
+		return off;
 	if (off > PAYLOAD_MAX - 128 - 2) {
 		r->flags |= REC_TRUNCATED;
 		return off;
@@ -242,8 +251,11 @@ static __always_inline __u64 put_sockaddr(struct rec *r, __u64 off, const void *
 	return off + 2 + len;
 }
 
-static __always_inline __u64 put_int2(struct rec *r, __u64 off, const void *uptr)
+__noinline __u64 put_int2(struct rec *r, __u64 off, __u64 uaddr)
 {
+	const void *uptr = (const void *)uaddr;
+	if (!r)
+		return off;
 	if (off > PAYLOAD_MAX - 8 - 2) {
 		r->flags |= REC_TRUNCATED;
 		return off;
@@ -258,57 +270,85 @@ static __always_inline __u64 put_int2(struct rec *r, __u64 off, const void *uptr
 	return off + 2 + len;
 }
 
-/* Append argv: u16 total length, then each element NUL-terminated. */
-static __always_inline __u64 put_argv(struct rec *r, __u64 off, const char *const *argv)
+struct argv_ctx {
+	struct rec *r;
+	const char *const *argv;
+	__u64 off;
+};
+
+static long argv_step(__u32 i, struct argv_ctx *c)
 {
+	struct rec *r = c->r;
+	const char *s = NULL;
+	if (bpf_probe_read_user(&s, sizeof(s), &c->argv[i]) != 0) {
+		r->flags |= REC_FAULT;
+		return 1;
+	}
+	if (!s)
+		return 1;
+	__u64 off = c->off;
+	if (off > PAYLOAD_MAX - MAX_STR || i == MAX_ARGV - 1) {
+		r->flags |= REC_TRUNCATED;
+		return 1;
+	}
+	long n = bpf_probe_read_user_str(&r->payload[off], MAX_STR, s);
+	if (n <= 0) {
+		r->flags |= REC_FAULT;
+		return 1;
+	}
+	if (n == MAX_STR)
+		r->flags |= REC_TRUNCATED;
+	c->off = off + n;
+	return 0;
+}
+
+/* Append argv: u16 total length, then each element NUL-terminated. The loops in this file run
+ * through bpf_loop(): the verifier checks a callback once instead of every unrolled iteration
+ * (seconds of load time otherwise). */
+__noinline __u64 put_argv(struct rec *r, __u64 off, __u64 argv)
+{
+	if (!r)
+		return off;
 	if (off > PAYLOAD_MAX - 2) {
 		r->flags |= REC_TRUNCATED;
 		return off;
 	}
-	__u64 start = off;
-	off += 2;
-	for (int i = 0; i < MAX_ARGV; i++) {
-		const char *s = NULL;
-		if (bpf_probe_read_user(&s, sizeof(s), &argv[i]) != 0) {
-			r->flags |= REC_FAULT;
-			break;
-		}
-		if (!s)
-			break;
-		if (off > PAYLOAD_MAX - MAX_STR || i == MAX_ARGV - 1) {
-			r->flags |= REC_TRUNCATED;
-			break;
-		}
-		long n = bpf_probe_read_user_str(&r->payload[off], MAX_STR, s);
-		if (n <= 0) {
-			r->flags |= REC_FAULT;
-			break;
-		}
-		if (n == MAX_STR)
-			r->flags |= REC_TRUNCATED;
-		off += n;
-	}
-	if (start <= PAYLOAD_MAX - 2)
-		put_u16(&r->payload[start], off - start - 2);
-	return off;
+	struct argv_ctx c = {.r = r, .argv = (const char *const *)argv, .off = off + 2};
+	bpf_loop(MAX_ARGV, argv_step, &c, 0);
+	__u64 end = c.off;
+	if (end > PAYLOAD_MAX)
+		return off;
+	put_u16(&r->payload[off], end - off - 2);
+	return end;
+}
+
+struct args_ctx {
+	struct rec *r;
+	const struct sc_cfg *sc;
+	__u64 off;
+};
+
+static long args_step(__u32 i, struct args_ctx *c)
+{
+	if (i >= N_ARGS)
+		return 1;
+	__u8 kind = c->sc->kinds[i];
+	__u64 p = c->r->args[i];
+	if (kind == ARG_STR)
+		c->off = put_str(c->r, c->off, p);
+	else if (kind == ARG_SOCKADDR)
+		c->off = put_sockaddr(c->r, c->off, p);
+	else if (kind == ARG_INT2)
+		c->off = put_int2(c->r, c->off, p);
+	return 0;
 }
 
 /* Payload of a syscall record from its argument kinds (exit-time kinds: no argv). */
 static __always_inline __u64 put_args(struct rec *r, const struct sc_cfg *sc)
 {
-	__u64 off = 0;
-#pragma unroll
-	for (int i = 0; i < N_ARGS; i++) {
-		__u8 kind = sc->kinds[i];
-		const void *p = (const void *)r->args[i];
-		if (kind == ARG_STR)
-			off = put_str(r, off, p);
-		else if (kind == ARG_SOCKADDR)
-			off = put_sockaddr(r, off, p);
-		else if (kind == ARG_INT2)
-			off = put_int2(r, off, p);
-	}
-	return off;
+	struct args_ctx c = {.r = r, .sc = sc, .off = 0};
+	bpf_loop(N_ARGS, args_step, &c, 0);
+	return c.off;
 }
 
 static __always_inline void read_regs(struct rec *r, struct pt_regs *regs)
@@ -365,41 +405,61 @@ static __always_inline void output(struct rec *r, __u32 size)
 
 /* ---- paths ------------------------------------------------------------------------------------ */
 
+struct walk_ctx {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	struct mount *mnt_parent;
+	__u8 *buf;
+	struct rec *r;
+	__u64 pos;
+};
+
+static long walk_step(__u32 i, struct walk_ctx *c)
+{
+	/* locals: BPF_CORE_READ must only see kernel types, not this context struct */
+	struct dentry *dentry = c->dentry;
+	struct vfsmount *vfsmnt = c->vfsmnt;
+	struct mount *mnt = c->mnt, *mnt_parent = c->mnt_parent;
+	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
+	struct dentry *d_parent = BPF_CORE_READ(dentry, d_parent);
+	if (dentry == mnt_root || dentry == d_parent) {
+		if (dentry != mnt_root || mnt == mnt_parent)
+			return 1; /* the root of the namespace (or of a detached tree) */
+		c->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		c->mnt = mnt_parent;
+		c->mnt_parent = BPF_CORE_READ(mnt_parent, mnt_parent);
+		c->vfsmnt = &mnt_parent->mnt;
+		return 0;
+	}
+	struct qstr d_name = BPF_CORE_READ(dentry, d_name);
+	__u64 len = d_name.len & 255;
+	__u64 pos = c->pos;
+	if (pos > PATH_END || pos < PATH_END - MAX_STR + 2 + len) {
+		c->r->flags |= REC_TRUNCATED;
+		return 1;
+	}
+	pos = (pos - len) & PATH_MASK;
+	bpf_probe_read_kernel(&c->buf[pos], len, d_name.name);
+	pos = (pos - 1) & PATH_MASK;
+	c->buf[pos] = '/';
+	c->pos = pos;
+	c->dentry = d_parent;
+	return 0;
+}
+
 /* Assemble the absolute path of `path` (as the task's mount namespace sees it) backwards in `buf`,
  * ending at PATH_END; returns its start offset. Like d_path(), without the " (deleted)" suffix. */
 static __always_inline __u64 build_path(const struct path *path, __u8 *buf, struct rec *r)
 {
-	struct dentry *dentry = BPF_CORE_READ(path, dentry);
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
 	struct mount *mnt = container_of(vfsmnt, struct mount, mnt);
-	struct mount *mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-	__u64 pos = PATH_END;
-
-	for (int i = 0; i < MAX_PATH_DEPTH; i++) {
-		struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
-		struct dentry *d_parent = BPF_CORE_READ(dentry, d_parent);
-		if (dentry == mnt_root || dentry == d_parent) {
-			if (dentry != mnt_root || mnt == mnt_parent)
-				break; /* the root of the namespace (or of a detached tree) */
-			dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-			mnt = mnt_parent;
-			mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
-			vfsmnt = &mnt->mnt;
-			continue;
-		}
-		struct qstr d_name = BPF_CORE_READ(dentry, d_name);
-		__u64 len = d_name.len & 255;
-		if (pos < PATH_END - MAX_STR + 2 + len) {
-			r->flags |= REC_TRUNCATED;
-			break;
-		}
-		pos = (pos - len) & PATH_MASK;
-		bpf_probe_read_kernel(&buf[pos], len, d_name.name);
-		pos = (pos - 1) & PATH_MASK;
-		buf[pos] = '/';
-		dentry = d_parent;
-	}
-	if (pos == PATH_END) {
+	struct walk_ctx c = {.buf = buf, .r = r, .pos = PATH_END, .vfsmnt = vfsmnt, .mnt = mnt};
+	c.dentry = BPF_CORE_READ(path, dentry);
+	c.mnt_parent = BPF_CORE_READ(mnt, mnt_parent);
+	bpf_loop(MAX_PATH_DEPTH, walk_step, &c, 0);
+	__u64 pos = c.pos;
+	if (pos >= PATH_END) {
 		pos = PATH_END - 1;
 		buf[pos] = '/';
 	}
@@ -407,13 +467,13 @@ static __always_inline __u64 build_path(const struct path *path, __u8 *buf, stru
 }
 
 /* Append the path of `path` to the record payload at `off`. */
-static __always_inline __u64 put_path(struct rec *r, __u64 off, const struct path *path)
+__noinline __u64 put_path(struct rec *r, __u64 off, __u64 path)
 {
 	struct rec *tmp = scratch_rec(2);
-	if (!tmp || off > PAYLOAD_MAX - MAX_STR - 2)
+	if (!r || !tmp || off > PAYLOAD_MAX - MAX_STR - 2)
 		return off;
 	__u8 *buf = (__u8 *)tmp;
-	__u64 pos = build_path(path, buf, r);
+	__u64 pos = build_path((const struct path *)path, buf, r);
 	if (pos > PATH_END)
 		return off;
 	__u64 len = PATH_END - pos;
@@ -449,7 +509,7 @@ static __always_inline void emit_file_open(void *ctx, struct task_struct *task, 
 	r->aux[0] = BPF_CORE_READ(inode, i_sb, s_dev);
 	r->aux[1] = BPF_CORE_READ(inode, i_ino);
 	r->aux[2] = BPF_CORE_READ(file, f_flags);
-	__u64 off = put_path(r, 0, &file->f_path);
+	__u64 off = put_path(r, 0, (__u64)&file->f_path);
 	output(r, seal(ctx, r, off));
 }
 
@@ -468,24 +528,25 @@ static __always_inline void emit_inode_unlink(void *ctx, struct task_struct *tas
 		return;
 	fill_header(r, task, EV_INODE_UNLINK, 0);
 	/* payload: the name as given, then the directory it is relative to ('' when absolute) */
-	__u64 off = put_str(r, 0, name);
+	__u64 off = put_str(r, 0, (__u64)name);
 	char first = 0;
 	bpf_probe_read_user(&first, 1, name);
-	if (first == '/') {
-		if (off <= PAYLOAD_MAX - 2) {
-			put_u16(&r->payload[off], 0);
-			off += 2;
+	__u64 dir = 0;
+	if (first != '/') {
+		if (dirfd == AT_FDCWD) {
+			struct fs_struct *fs = BPF_CORE_READ(task, fs);
+			dir = (__u64)&fs->pwd;
+		} else {
+			struct file *file = fd_file(task, dirfd);
+			if (file)
+				dir = (__u64)&file->f_path;
 		}
-	} else if (dirfd == AT_FDCWD) {
-		off = put_path(r, off, &task->fs->pwd);
-	} else {
-		struct file *dir = fd_file(task, dirfd);
-		if (dir)
-			off = put_path(r, off, &dir->f_path);
-		else if (off <= PAYLOAD_MAX - 2) {
-			put_u16(&r->payload[off], 0);
-			off += 2;
-		}
+	}
+	if (dir) {
+		off = put_path(r, off, dir);
+	} else if (off <= PAYLOAD_MAX - 2) {
+		put_u16(&r->payload[off], 0);
+		off += 2;
 	}
 	output(r, seal(ctx, r, off));
 }
@@ -568,11 +629,11 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	fill_header(r, task, key, 0);
 	__u64 off = 0;
 	if (id == SYS_EXECVE) {
-		off = put_str(r, off, (const void *)r->args[0]);
-		off = put_argv(r, off, (const char *const *)r->args[1]);
+		off = put_str(r, off, r->args[0]);
+		off = put_argv(r, off, r->args[1]);
 	} else if (id == SYS_EXECVEAT) {
-		off = put_str(r, off, (const void *)r->args[1]);
-		off = put_argv(r, off, (const char *const *)r->args[2]);
+		off = put_str(r, off, r->args[1]);
+		off = put_argv(r, off, r->args[2]);
 	}
 	__u32 size = seal(ctx, r, off);
 	if (id == SYS_EXIT || id == SYS_EXIT_GROUP)
@@ -601,7 +662,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 	struct inode *inode = BPF_CORE_READ(file, f_inode);
 	r->aux[0] = BPF_CORE_READ(inode, i_sb, s_dev);
 	r->aux[1] = BPF_CORE_READ(inode, i_ino);
-	__u64 off = put_path(r, 0, &file->f_path);
+	__u64 off = put_path(r, 0, (__u64)&file->f_path);
 	output(r, seal(ctx, r, off));
 	return 0;
 }

@@ -17,7 +17,7 @@
 #define MAX_STACK 20      /* user stack frames, as in BETH */
 #define MAX_STR 4096      /* one string argument or path (PATH_MAX, NUL included) */
 #define MAX_ARGV 64       /* argv elements captured by execve/execveat */
-#define MAX_PATH_DEPTH 40 /* path components walked for security_* pathnames */
+#define MAX_PATH_DEPTH 64 /* path components walked for security_* pathnames */
 #define MAX_NOAUDIT 8     /* noaudit_ranges entries */
 #define CAP_FRAMES 8      /* kernel frames searched for a noaudit caller */
 #define REC_MAX 16384     /* one record, header and stack included */

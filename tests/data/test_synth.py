@@ -112,7 +112,7 @@ def test_labels(splits: dict[str, pl.DataFrame]) -> None:
     assert got == dict(zip(TEST_LABELS, apportion(test.height, list(TEST_LABELS.values())), strict=True))
 
 
-def test_row_order_is_betHs(splits: dict[str, pl.DataFrame]) -> None:
+def test_row_order_follows_beth(splits: dict[str, pl.DataFrame]) -> None:
     """Training lists its sus rows first, grouped by host; each host's rows run forward from boot."""
     train = splits["training"]
     sus = train["sus"].to_numpy()

@@ -7,9 +7,11 @@ argument lists checked against real BETH rows.
 from __future__ import annotations
 
 import csv
+import gc
 import os
 import socket
 import struct
+import threading
 
 import pytest
 
@@ -292,3 +294,24 @@ def test_plan_kinds_tell_the_kernel_what_to_read() -> None:
     assert p[59].kinds[:3] == (d.ARG_STR, d.ARG_STRARR, d.ARG_SKIP)  # envp: not captured, as Tracee v0.5
     assert p[22].kinds[0] == d.ARG_INT2  # pipe(int[2])
     assert all(k != d.ARG_STRARR for i, plan in p.items() if i not in (59, 322) for k in plan.kinds)
+
+
+def test_decoding_pauses_the_garbage_collector_and_restores_it() -> None:
+    dec = RecordDecoder("h")
+    framed = ring_frame(*[record(3, args=(i, 0, 0, 0, 0, 0)) for i in range(200)])
+    assert gc.isenabled()
+    seen = []
+    real = dec._builders[3]
+    dec._builders[3] = (real[0], lambda r, x, e: seen.append(gc.isenabled()) or real[1](r, x, e))
+    threads = [threading.Thread(target=dec.decode_ring, args=(framed,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [False] * 800 and gc.isenabled()
+    gc.disable()
+    try:
+        dec.decode_ring(framed)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()

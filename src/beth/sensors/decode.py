@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import ipaddress
 import struct
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -506,6 +507,32 @@ def plans() -> dict[int, EventPlan]:
 # --- records ------------------------------------------------------------------------------------------
 
 
+class _GcPause:
+    """Pause the cyclic garbage collector while decoding; nestable and safe across threads (two sensors
+    decoding at once never leave it off, nor turn it on while the other still decodes)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._was_on = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._was_on = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._was_on:
+                gc.enable()
+
+
+_gc_paused = _GcPause()
+
+
 class RecordError(ValueError):
     """A record that cannot be decoded (unknown event, inconsistent lengths)."""
 
@@ -592,9 +619,7 @@ class RecordDecoder:
         event_cls = ProcessEvent
         size = len(buf)
         nxt = 0
-        gc_was_on = gc.isenabled()
-        gc.disable()
-        try:
+        with _gc_paused:
             while nxt + RING_HDR <= size:
                 head = ring_head(buf, nxt)[0]
                 if head & RING_BUSY:
@@ -652,9 +677,6 @@ class RecordDecoder:
                     (ts // 1000) / 1e6, pid, tid, ppid, uid, mnt_ns, processName, host, event_id, name, stack,
                     len(args), ret, args,
                 ))  # fmt: skip
-        finally:
-            if gc_was_on:
-                gc.enable()
         return out, errors, nxt
 
 

@@ -10,6 +10,7 @@ the same run:
   capture  openat+close of a file = 3 events per iteration (openat, close, security_file_open), offered
            at increasing rates: delivered, lost (the kernel's per-CPU counter), consumer CPU. An offered
            rate counts as lossless when lost == 0 and delivered == 3 x iterations, exactly.
+  csv      the capture sweep again, also writing every event as a BETH CSV row (`beth sense process`)
   storm    fork + exec /bin/true at increasing rates, Tracee's default event set: events/s, lost, and
            execve events == execs, exactly.
   overhead the same unpaced loops untraced, with the sensor attached but tracing other events (the
@@ -33,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from beth.data.write import EventWriter
+from beth.schema import FileKind
 from beth.sensors.process import ProcessSensor
 
 HERE = Path(__file__).resolve().parent
@@ -41,6 +44,7 @@ OPEN_EVENTS = ["openat", "close", "security_file_open"]
 #: offered events/s for the capture sweep (3 events per generator iteration); 0 = unpaced
 CAPTURE_RATES = (30_000, 60_000, 90_000, 120_000, 150_000, 180_000, 210_000, 240_000, 300_000, 0)
 STORM_RATES = (100, 250, 500, 1000, 0)  # execs/s
+CSV_RATES = (30_000, 60_000, 90_000, 120_000, 150_000, 0)
 RING_BYTES = 64 << 20
 #: the generator's command prefix (set in main: the compiled C generator, or Python + bench_sensor_load.py)
 GENERATOR: list[str] = [sys.executable, str(LOAD)]
@@ -77,25 +81,32 @@ def _result(gen: subprocess.Popen[str]) -> dict:
     return out
 
 
-def capture(events: list[str] | None, gen_args: list[str], pin: bool, count_id: int | None = None) -> dict:
-    """Run one generator under the sensor; count what arrives and what the kernel lost."""
+def capture(
+    events: list[str] | None, gen_args: list[str], pin: bool, count_id: int | None = None, csv: bool = False
+) -> dict:
+    """Run one generator under the sensor; count what arrives and what the kernel lost. With `csv`,
+    every event is also written as a BETH CSV row (EventWriter, to /dev/null): `beth sense process`."""
     gen = _generator(gen_args, pin)
+    sink = open(os.devnull, "w")  # noqa: SIM115
+    writer = EventWriter(sink, FileKind.PROCESS, "csv") if csv else None
     with ProcessSensor(events=events, pids=[gen.pid], ring_bytes=RING_BYTES) as sensor:
         delivered = counted = 0
         cpu0, wall0 = time.process_time(), time.perf_counter()
         _go(gen)
-        while gen.poll() is None:
-            batch = sensor.poll(0.05)
+        while True:
+            running = gen.poll() is None
+            batch = sensor.poll(0.05) if running else sensor.drain()
+            if not running and not batch:
+                break
             delivered += len(batch)
             if count_id is not None:
                 counted += sum(1 for ev in batch if ev.eventId == count_id)
-        while batch := sensor.drain():
-            delivered += len(batch)
-            if count_id is not None:
-                counted += sum(1 for ev in batch if ev.eventId == count_id)
+            if writer is not None:
+                writer.write_all(batch)
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         kernel = sensor.kernel_counts()
         stats = sensor.stats()
+    sink.close()
     res = _result(gen)
     return {
         "iterations": res["iterations"],
@@ -110,10 +121,12 @@ def capture(events: list[str] | None, gen_args: list[str], pin: bool, count_id: 
     }
 
 
-def sweep_capture(seconds: float, pin: bool) -> list[dict]:
+def sweep_capture(
+    seconds: float, pin: bool, rates: tuple[int, ...] = CAPTURE_RATES, csv: bool = False
+) -> list[dict]:
     rows = []
-    for rate in CAPTURE_RATES:
-        r = capture(OPEN_EVENTS, ["open", "--rate", str(rate / 3), "--seconds", str(seconds)], pin)
+    for rate in rates:
+        r = capture(OPEN_EVENTS, ["open", "--rate", str(rate / 3), "--seconds", str(seconds)], pin, csv=csv)
         expected = 3 * r["iterations"]
         r.update(target=rate, offered=expected / r["gen_seconds"], expected=expected)
         r["lossless"] = r["lost"] == 0 and r["delivered"] == expected and r["malformed"] == 0
@@ -193,7 +206,7 @@ def main() -> None:
     parser.add_argument(
         "--no-pin", action="store_true", help="do not pin generator and sensor to CPUs 1 and 0"
     )
-    parser.add_argument("--only", choices=("capture", "storm", "overhead"), help="run one part")
+    parser.add_argument("--only", choices=("capture", "csv", "storm", "overhead"), help="run one part")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--generator", choices=("c", "python"), default="c", help="load generator (default c)"
@@ -232,6 +245,14 @@ def run(opts: argparse.Namespace) -> None:
         out["max_lossless_offered"] = max(ok) if ok else 0.0
         print(f"  highest lossless offered rate: {out['max_lossless_offered']:,.0f} events/s "
               f"(target 150,000: ratio {out['max_lossless_offered'] / 150_000:.2f})", flush=True)  # fmt: skip
+    if opts.only in (None, "csv"):
+        print("capture + CSV rows (EventWriter to /dev/null, what `beth sense process` does):", flush=True)
+        rows = sweep_capture(opts.seconds, pin, CSV_RATES, csv=True)
+        ok = [r["offered"] for r in rows if r["lossless"]]
+        out["csv"] = rows
+        out["max_lossless_offered_csv"] = max(ok) if ok else 0.0
+        best = out["max_lossless_offered_csv"]
+        print(f"  highest lossless offered rate with CSV output: {best:,.0f} events/s", flush=True)
     if opts.only in (None, "storm"):
         print("fork/exec storm (default events):", flush=True)
         out["storm"] = sweep_storm(opts.seconds, pin)

@@ -44,12 +44,17 @@ def test_info_prints_the_label_table(samples: Path) -> None:
     [
         (["info", "/nonexistent/x.csv"], "/nonexistent/x.csv: no such file or directory"),
         (["convert", "/nonexistent", "--out", "/tmp/x"], "/nonexistent: no such file or directory"),
+        (["info", "--on-bad-rows", "maybe", "x.csv"], "Invalid value for '--on-bad-rows'"),
+        (["synth", "/tmp/x", "--rows", "many"], "Invalid value for '--rows'"),
+        (["bench"], "Missing option '--data'. (see 'beth bench --help')"),
+        (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
 def test_errors_are_one_line(args: list[str], message: str) -> None:
     res = beth(*args)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [f"beth: error: {message}"]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"beth: error: {message}"), res.stderr
     assert "Traceback" not in res.stderr
 
 

@@ -117,32 +117,50 @@ def memory(order: list, tmp: Path, rate: float = 0.0) -> tuple[float, float, flo
     return (len(order) / elapsed, *latencies(published, [c for c in commits if c[1]]))
 
 
-def nats(n: int, tmp: Path, url: str, rate: float = 0.0) -> tuple[float, float, float]:
+def nats(
+    n: int,
+    tmp: Path,
+    url: str,
+    rate: float = 0.0,
+    *,
+    secure: tuple[Path, Path, Path] | None = None,
+    split: bool = False,
+) -> tuple[float, float, float]:
+    """End to end through a broker. `secure` = (CA, collector credentials, directory of host
+    credentials); `split`: one publisher process per host (always so with `secure`)."""
+    split = split or secure is not None
     times_file = tmp / "publish-times.f64"
-    sub = NatsSubscriber(Endpoint.parse(url))
+    ca, collector_creds, host_dir = secure or (None, None, None)
+    sub = NatsSubscriber(Endpoint.parse(url, creds=collector_creds, ca=ca))
     collector = Collector(sub, tmp / "out")
     collector.open()
-    publisher = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests/transport/load_publisher.py"), url, "--hosts", ",".join(HOSTS),
-         "--events", str(n // len(HOSTS)), "--rate", str(rate), "--times", str(times_file)],
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
+    script = str(ROOT / "tests/transport/load_publisher.py")
+    publishers = []
+    for host in HOSTS if split else [",".join(HOSTS)]:  # with TLS each host has its own identity
+        host_rate = rate / (len(HOSTS) if split else 1)
+        cmd = [sys.executable, script, url, "--hosts", host, "--events", str(n // len(HOSTS)),
+               "--rate", str(host_rate), "--times", f"{times_file}.{len(publishers)}"]  # fmt: skip
+        if secure:
+            cmd += ["--creds", str(host_dir / f"{host}.pem"), "--ca", str(ca)]
+        publishers.append(subprocess.Popen(cmd, stdout=subprocess.PIPE))
     commits: list[tuple[float, int]] = []
-    first = None
     while collector.written < n:
         collector.step(0.2)
         if collector.written:
             commits.append((time.time(), collector.written))
-            first = first or commits[0][0]
-        if publisher.poll() not in (None, 0):
-            raise RuntimeError("the publisher failed")
-    out, _ = publisher.communicate(60)
+        if any(p.poll() not in (None, 0) for p in publishers):
+            raise RuntimeError("a publisher failed")
+    infos = [json.loads(p.communicate(60)[0].decode().splitlines()[-1]) for p in publishers]
     collector.close()
     sub.close()
     verify(tmp / "out", n)
-    published = np.frombuffer(times_file.read_bytes(), dtype=np.float64)
-    info = json.loads(out.decode().splitlines()[-1])
-    assert info["acked"] == n and info["retried"] == 0, info
+    assert sum(i["acked"] for i in infos) == n and not any(i["retried"] for i in infos), infos
+    # Publish times of all publishers, in the order the collector saw them (by time).
+    published = np.sort(
+        np.concatenate(
+            [np.frombuffer(Path(f"{times_file}.{i}").read_bytes()) for i in range(len(publishers))]
+        )
+    )
     elapsed = commits[-1][0] - published[0]
     return (n / elapsed, *latencies(published, commits))
 

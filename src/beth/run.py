@@ -138,11 +138,19 @@ class Pipeline:
             )
             self._collector_thread.start()
         else:
+            from beth.transport.broker import host_user
             from beth.transport.nats import Endpoint, NatsPublisher
 
             endpoint = Endpoint.parse(
                 self.opts.transport, creds=self.opts.creds, ca=self.opts.ca, name="beth-run"
             )
+            user, mine = endpoint.user, host_user(self.opts.host)
+            if user is not None and user != mine:
+                raise UsageError(
+                    f"--creds {self.opts.creds} is the identity {user!r}, but this host publishes as "
+                    f"{mine!r}: use the credentials issued for this host, or --host-name with the name "
+                    "they were issued for"
+                )
             self.publisher = NatsPublisher(endpoint, log=self.log)
 
     # --- threads ---

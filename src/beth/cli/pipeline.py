@@ -275,10 +275,11 @@ def broker_cmd(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from beth.transport.broker import CONFIG_NAME, NatsServer, local_server
+    from beth.transport.broker import CONFIG_NAME, NatsServer, configured_port, local_server
 
     config = directory / CONFIG_NAME
     if config.exists():
+        port = configured_port(config) or port
         server = NatsServer(config, host="127.0.0.1" if listen == "0.0.0.0" else listen, port=port)
     else:
         server = local_server(directory, port=port, listen=listen)
@@ -294,3 +295,55 @@ def broker_cmd(
             if server.proc is not None and server.proc.poll() is not None:
                 raise UsageError(f"nats-server exited ({server.proc.returncode}); see {server.log}")
     server.stop()
+
+
+@broker_app.command("init")
+def broker_init_cmd(
+    directory: Path = typer.Argument(
+        ..., help="Directory for the CA, certificates, config and JetStream store."
+    ),
+    hosts: str = typer.Option(
+        ..., "--hosts", help="Honeypot host names, comma-separated (as in --host-name)."
+    ),
+    server_name: list[str] = typer.Option(
+        [],
+        "--server-name",
+        help="A DNS name or IP address the honeypots use to reach the broker (repeatable); "
+        "localhost, 127.0.0.1, ::1 and this machine's names are always included.",
+    ),
+    listen: str = typer.Option("0.0.0.0", "--listen", help="Address the broker listens on."),
+    port: int = typer.Option(4222, "--port", help="Port the broker listens on (TLS only)."),
+    days: int = typer.Option(825, "--days", min=1, help="Lifetime of the certificates issued now."),
+) -> None:
+    """Create a secured broker: a private CA, TLS everywhere, one client certificate per host.
+
+    Writes DIR/ca.pem (give it to every host), DIR/ca-key.pem (keep it offline once hosts are
+    issued), DIR/server.pem + server-key.pem, DIR/collector.pem (the collector's certificate and key),
+    DIR/hosts/<host>.pem (each honeypot's certificate and key), DIR/nats-server.conf. Secrets are 0600.
+    Host H may only publish to beth.H.> and read its own replies; the collector may only consume; a
+    client without a certificate from this CA is refused. Run again with new --hosts to add hosts
+    (the CA is kept). Then: `beth broker --dir DIR`.
+    """
+    from beth.transport.broker import init_broker
+
+    names = [*server_name]
+    for default in ("localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()):
+        if default not in names:
+            names.append(default)
+    host_list = [h.strip() for h in hosts.split(",") if h.strip()]
+    files = init_broker(directory, host_list, server_names=names, listen=listen, port=port, days=days)
+    table = Table(title=f"beth broker init: {files.directory}", title_justify="left")
+    table.add_column("who")
+    table.add_column("copy to that machine")
+    table.add_row("broker + collector node", f"{files.config}, {files.collector}, {files.ca}")
+    for host, path in files.hosts.items():
+        table.add_row(host, f"{path}, {files.ca}")
+    out.print(table)
+    url = f"tls://{server_name[0] if server_name else socket.getfqdn()}:{files.port}"
+    out.print(f"start the broker:  beth broker --dir {files.directory}")
+    out.print(
+        f"collector:         beth collect --transport {url} --creds {files.collector} --ca {files.ca} ",
+        end="",
+    )
+    out.print("--out LOGS")
+    out.print(f"each honeypot:     beth run --transport {url} --creds <host>.pem --ca ca.pem")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beth.errors import TransportError, UsageError
+from beth.transport.envelope import host_token
 
 CONFIG_NAME = "nats-server.conf"
 
@@ -178,3 +179,137 @@ def local_server(directory: str | Path, *, port: int | None = None, listen: str 
     config.write_text(server_config(directory / "jetstream", listen=listen, port=port))
     os.chmod(config, 0o600)
     return NatsServer(config, host=listen if listen != "0.0.0.0" else "127.0.0.1", port=port)
+
+
+# --- beth broker init: TLS everywhere, one identity and one set of permissions per host ---------
+
+COLLECTOR_USER = "collector"
+MANIFEST = "beth-broker.json"
+
+
+def host_user(host: str) -> str:
+    """The certificate common name (and broker user) of a honeypot host."""
+    return f"host.{host_token(host)}"
+
+
+def inbox_prefix(user: str) -> str:
+    """Each identity receives replies on its own inbox subjects, so none can read another's."""
+    return "_INBOX_" + user.replace(".", "_")
+
+
+def permissions(hosts: list[str], durable: str = "beth-collector") -> str:
+    """The `authorization` block: a host may publish only to beth.<host>.> and subscribe only to its
+    reply inbox; the collector may read the BETH stream through its durable consumer and publish to no
+    beth subject. Users are certificate subjects (verify_and_map); anyone else is refused."""
+
+    def user_entry(user: str, publish: list[str], subscribe: str, deny: tuple[str, ...] = ()) -> str:
+        pub = f"allow: [{', '.join(map(_q, publish))}]"
+        if deny:
+            pub += f", deny: [{', '.join(map(_q, deny))}]"
+        perms = f"publish: {{{pub}}}, subscribe: {{allow: [{_q(subscribe)}]}}"
+        return f"    {{user: {_q('CN=' + user)}, permissions: {{{perms}}}}}"
+
+    users = [
+        user_entry(host_user(h), [f"beth.{host_token(h)}.>"], f"{inbox_prefix(host_user(h))}.>")
+        for h in hosts
+    ]
+    js = f"$JS.API.CONSUMER.%s.{STREAM_NAME}.{durable}"
+    collector_pub = [
+        f"$JS.API.STREAM.INFO.{STREAM_NAME}",
+        f"$JS.API.STREAM.CREATE.{STREAM_NAME}",
+        js % "INFO",
+        js % "DELETE",
+        js % "CREATE",
+        (js % "CREATE") + ".>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM_NAME}.{durable}",
+        js % "MSG.NEXT",
+        f"$JS.ACK.{STREAM_NAME}.{durable}.>",
+    ]
+    users.append(user_entry(COLLECTOR_USER, collector_pub, f"{inbox_prefix(COLLECTOR_USER)}.>", ("beth.>",)))
+    return "authorization {\n  users = [\n" + "\n".join(users) + "\n  ]\n}"
+
+
+STREAM_NAME = "BETH"  # = beth.transport.nats.STREAM (kept here so configs need no client import)
+
+
+@dataclass(frozen=True)
+class BrokerFiles:
+    directory: Path
+    config: Path
+    ca: Path
+    collector: Path
+    hosts: dict[str, Path]
+    port: int
+
+
+def init_broker(
+    directory: str | Path,
+    hosts: list[str],
+    *,
+    server_names: list[str],
+    listen: str = "0.0.0.0",
+    port: int = 4222,
+    days: int = 825,
+    durable: str = "beth-collector",
+) -> BrokerFiles:
+    """Create (or extend) a secured broker directory; see `beth broker init --help` for the layout.
+
+    Run again with more hosts to add them: the CA is kept, new host credentials are issued, the
+    config is rewritten with every host so far. Secrets are written 0600.
+    """
+    from beth.transport import pki
+
+    directory = Path(directory)
+    if not hosts:
+        raise UsageError("name at least one honeypot host (--hosts h1,h2,...)")
+    for h in hosts:
+        host_token(h)  # a usable name
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    (directory / "hosts").mkdir(exist_ok=True)
+    manifest_path = directory / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"hosts": []}
+    ca_pem, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    if ca_pem.exists():
+        ca = pki.load_issued(ca_pem, ca_key)
+    else:
+        ca = pki.make_ca()
+        pki.write_secret(ca_key, ca.key_pem())
+        pki.write_public(ca_pem, ca.cert_pem())
+    server_pem, server_key = directory / "server.pem", directory / "server-key.pem"
+    if not server_pem.exists() or manifest.get("server_names") != server_names:
+        server = pki.issue(ca, "beth broker", server_names=tuple(server_names), days=days)
+        pki.write_secret(server_key, server.key_pem())
+        pki.write_public(server_pem, server.cert_pem())
+    collector_pem = directory / "collector.pem"
+    if not collector_pem.exists():
+        c = pki.issue(ca, COLLECTOR_USER, client=True, days=days)
+        pki.write_secret(collector_pem, c.cert_pem() + c.key_pem())
+    all_hosts = list(dict.fromkeys([*manifest["hosts"], *hosts]))
+    host_files = {}
+    for h in all_hosts:
+        path = directory / "hosts" / f"{host_token(h)}.pem"
+        if h in hosts or not path.exists():
+            c = pki.issue(ca, host_user(h), client=True, days=days)
+            pki.write_secret(path, c.cert_pem() + c.key_pem())
+        host_files[h] = path
+    config = directory / CONFIG_NAME
+    text = server_config(
+        directory / "jetstream",
+        listen=listen,
+        port=port,
+        tls=TlsFiles(server_pem, server_key, ca_pem, verify_clients=True),
+        authorization=permissions(all_hosts, durable),
+    )
+    pki.write_secret(config, text.encode())
+    manifest.update(hosts=all_hosts, server_names=server_names, listen=listen, port=port, durable=durable)
+    pki.write_secret(manifest_path, json.dumps(manifest, indent=1).encode())
+    return BrokerFiles(directory, config, ca_pem, collector_pem, host_files, port)
+
+
+def configured_port(config: Path) -> int | None:
+    """The port of a config's `listen:` line (None if there is none)."""
+    import re
+
+    m = re.search(r'^listen:\s*"?[^"\n]*:(\d+)"?\s*$', config.read_text(), re.M)
+    return int(m.group(1)) if m else None

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
 import threading
 import time
@@ -61,13 +62,30 @@ class Endpoint:
     def parse(
         cls, url: str, *, creds: str | Path | None = None, ca: str | Path | None = None, name: str = "beth"
     ) -> Endpoint:
+        """Check the URL and files; with credentials, the client's identity (certificate CN) sets the
+        reply inbox the broker's permissions allow it, and an expired certificate is refused here."""
         parts = urlsplit(url)
         if parts.scheme not in ("nats", "tls") or not parts.hostname:
             raise UsageError(f"not a NATS URL: {url!r} (expected nats://HOST:PORT or tls://HOST:PORT)")
         for label, path in (("--creds", creds), ("--ca", ca)):
             if path is not None and not Path(path).is_file():
                 raise UsageError(f"{label} file not found: {path}")
-        return cls(url, Path(creds) if creds else None, Path(ca) if ca else None, name)
+        prefix = "_INBOX"
+        if creds is not None:
+            from beth.transport.broker import inbox_prefix
+            from beth.transport.pki import check_client_pem, common_name
+
+            prefix = inbox_prefix(common_name(check_client_pem(Path(creds))))
+        return cls(url, Path(creds) if creds else None, Path(ca) if ca else None, name, prefix)
+
+    @property
+    def user(self) -> str | None:
+        """The identity in the client certificate (its CN), if any."""
+        if self.creds is None:
+            return None
+        from beth.transport.pki import check_client_pem, common_name
+
+        return common_name(check_client_pem(self.creds))
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.ca is None and self.creds is None and not self.url.startswith("tls://"):
@@ -98,28 +116,45 @@ def stream_config(max_bytes: int = -1, max_age_days: float = 7.0) -> StreamConfi
     )
 
 
-def _fatal(exc: BaseException) -> str | None:
+def _fatal(exc: BaseException, endpoint: Endpoint) -> str | None:
     """A readable reason when `exc` means retrying cannot help (credentials, certificates, permissions)."""
     text = str(exc)
     low = text.lower()
+    creds = f"--creds {endpoint.creds}" if endpoint.creds else None
     if "authorization violation" in low or "authentication" in low:
-        return "the NATS server refused the credentials (authorization violation)"
+        if creds:
+            return f"the broker does not know the identity in {creds} (authorization violation)"
+        return "the broker refused the connection (authorization violation): pass --creds"
     if "permissions violation" in low:
-        return f"the NATS server denied a subject: {text.strip()}"
+        return f"the broker denied a subject to this identity: {text.removeprefix('nats: ').strip()}"
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the server's certificate was not accepted: {exc.verify_message}"
+        hint = "" if endpoint.ca else " (pass --ca with the broker's CA certificate)"
+        return f"TLS: the broker's certificate was not accepted: {exc.verify_message}{hint}"
     if isinstance(exc, ssl.SSLError):
-        reason = exc.reason or text
-        if "CERTIFICATE_EXPIRED" in str(reason).upper():
-            return f"TLS: the server refused this client certificate: it has expired ({reason})"
-        if "UNKNOWN_CA" in str(reason).upper() or "BAD_CERTIFICATE" in str(reason).upper():
-            return f"TLS: the server refused this client certificate: not signed by its CA ({reason})"
-        if "CERTIFICATE_REQUIRED" in str(reason).upper():
-            return f"TLS: the server requires a client certificate (--creds) ({reason})"
-        return f"TLS error: {reason}"
-    if "tls" in low and ("required" in low or "handshake" in low):
-        return f"TLS: {text} (use --ca, and --creds if the broker asks for client certificates)"
+        reason = str(exc.reason or text).upper()
+        if any(
+            k in reason
+            for k in ("BAD_CERTIFICATE", "UNKNOWN_CA", "CERTIFICATE_REQUIRED", "CERTIFICATE_EXPIRED")
+        ):
+            if not creds:
+                return f"TLS: the broker requires a client certificate: pass --creds ({exc.reason})"
+            return (
+                f"TLS: the broker refused the client certificate in {creds} ({exc.reason}): "
+                "it is not signed by the broker's CA"
+            )
+        return f"TLS error: {exc.reason or text}"
     return None
+
+
+class _QuietSslEof(logging.Filter):
+    """asyncio warns on every TLS connection nats-py closes ("returning true from eof_received() has no
+    effect when using ssl"); it says nothing to a beth user."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "eof_received()" not in record.getMessage()
+
+
+logging.getLogger("asyncio").addFilter(_QuietSslEof())
 
 
 class _Loop:
@@ -160,7 +195,7 @@ class _Connection:
         fatal = asyncio.Event()
 
         async def error_cb(exc: Exception) -> None:
-            reason = _fatal(exc)
+            reason = _fatal(exc, self.endpoint)
             if reason is not None:
                 self.fatal = reason
                 fatal.set()
@@ -231,9 +266,14 @@ class NatsPublisher(Publisher):
         max_queued: int = 1_000_000,
         ack_timeout: float = 5.0,
         connect_timeout: float = 10.0,
-        create_stream: bool = True,
+        create_stream: bool | None = None,
         log: Callable[[str], None] | None = None,
     ) -> None:
+        """`create_stream`: create the BETH stream if it is missing. Default: only without client
+        credentials, since on a secured broker (`beth broker init`) hosts may not use JetStream's API
+        and the collector creates the stream."""
+        if create_stream is None:
+            create_stream = endpoint.creds is None
         self.max_in_flight, self.max_queued, self.ack_timeout = max_in_flight, max_queued, ack_timeout
         self.log = log or (lambda message: None)
         self._stats = PublisherStats()

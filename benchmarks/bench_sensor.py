@@ -13,10 +13,13 @@ the same run:
   csv      the capture sweep again, also writing every event as a BETH CSV row (`beth sense process`)
   storm    fork + exec /bin/true at increasing rates, Tracee's default event set: events/s, lost, and
            execve events == execs, exactly.
-  overhead the same unpaced loops untraced, with the sensor attached but tracing other events (the
-           cost every syscall pays while the sensor runs), and traced: added microseconds per syscall.
+  overhead the same unpaced loops untraced; with the sensor attached but tracing other events (the
+           cost every syscall pays while the sensor runs); traced into a ring read afterwards (the
+           kernel-side cost); traced with the reader decoding alongside (on 2 cores it competes with
+           the traced program); plus the kernel's own count of time spent in the BPF programs.
 
-By default the generator is pinned to CPU 1 and this process to CPU 0 (2-core machines: one core each).
+--pin puts the generator on CPU 1 and this process on CPU 0 (one core each on 2 cores); on a machine
+shared with other work, leaving placement to the scheduler loses less.
 
     sudo .venv/bin/python benchmarks/bench_sensor.py [--seconds 4] [--repeat 3] [--generator c|python]
 """
@@ -81,8 +84,26 @@ def _result(gen: subprocess.Popen[str]) -> dict:
     return out
 
 
+def _program_stats() -> dict[str, tuple[int, int]]:
+    """run_cnt, run_time_ns of the sensor's loaded programs (needs kernel.bpf_stats_enabled=1)."""
+    bpftool = shutil.which("bpftool") or "/usr/sbin/bpftool"
+    if not Path(bpftool).exists():
+        return {}
+    progs = json.loads(subprocess.run([bpftool, "prog", "show", "-j"], capture_output=True, text=True).stdout)
+    return {
+        p["name"]: (p.get("run_cnt", 0), p.get("run_time_ns", 0))
+        for p in progs
+        if p.get("name", "").startswith("on_")
+    }
+
+
 def capture(
-    events: list[str] | None, gen_args: list[str], pin: bool, count_id: int | None = None, csv: bool = False
+    events: list[str] | None,
+    gen_args: list[str],
+    pin: bool,
+    count_id: int | None = None,
+    csv: bool = False,
+    program_stats: bool = False,
 ) -> dict:
     """Run one generator under the sensor; count what arrives and what the kernel lost. With `csv`,
     every event is also written as a BETH CSV row (EventWriter, to /dev/null): `beth sense process`."""
@@ -106,6 +127,7 @@ def capture(
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
         kernel = sensor.kernel_counts()
         stats = sensor.stats()
+        programs = _program_stats() if program_stats else {}
     sink.close()
     res = _result(gen)
     return {
@@ -118,6 +140,7 @@ def capture(
         "sent": kernel["sent"],
         "malformed": stats.malformed,
         "consumer_cpu": cpu / wall,
+        "programs": programs,
     }
 
 
@@ -161,12 +184,40 @@ def sweep_storm(seconds: float, pin: bool) -> list[dict]:
     return rows
 
 
-def _timed(mode: str, count: int, events: list[str] | None, pin: bool) -> float:
+def _timed(mode: str, count: int, events: list[str] | None, pin: bool, consume: bool = True) -> float:
+    """Seconds the generator's loop took: untraced (events None), traced with the sensor consuming
+    as it goes, or traced into a ring large enough to hold everything, read only afterwards (the
+    kernel-side cost alone, without the reader competing for the 2 cores)."""
     if events is None:
         gen = _generator([mode, "--count", str(count)], pin)
         _go(gen)
         return _result(gen)["seconds"]
-    return capture(events, [mode, "--count", str(count)], pin)["gen_seconds"]
+    if consume:
+        return capture(events, [mode, "--count", str(count)], pin)["gen_seconds"]
+    gen = _generator([mode, "--count", str(count)], pin)
+    with ProcessSensor(events=events, pids=[gen.pid], ring_bytes=256 << 20) as sensor:
+        _go(gen)
+        res = _result(gen)
+        assert sensor.kernel_counts()["lost"] == 0
+    return res["seconds"]
+
+
+def _bpf_time_per_syscall(mode: str, count: int, syscalls: int, events: list[str], pin: bool) -> float | None:
+    """Kernel time in the sensor's BPF programs per traced syscall, from the kernel's own program
+    statistics (run time is counted inside the kernel, so other load does not inflate it). An upper
+    bound: it includes the (cheap, filtered-out) runs for every other syscall on the machine."""
+    knob = Path("/proc/sys/kernel/bpf_stats_enabled")
+    try:
+        old = knob.read_text().strip()
+        knob.write_text("1")
+    except OSError:
+        return None
+    try:
+        r = capture(events, [mode, "--count", str(count)], pin, program_stats=True)
+    finally:
+        knob.write_text(old)
+    total_ns = sum(t for _, t in r["programs"].values())
+    return total_ns / (count * syscalls) / 1000 if total_ns else None
 
 
 def overhead(repeat: int, pin: bool) -> list[dict]:
@@ -177,21 +228,29 @@ def overhead(repeat: int, pin: bool) -> list[dict]:
     ]
     rows = []
     for mode, count, syscalls, traced in cases:
-        times: dict[str, list[float]] = {"untraced": [], "attached": [], "traced": []}
+        times: dict[str, list[float]] = {"untraced": [], "attached": [], "traced": [], "consumed": []}
         for _ in range(repeat):  # interleaved, so that load changes hit every variant alike
             times["untraced"].append(_timed(mode, count, None, pin))
             times["attached"].append(_timed(mode, count, ["kill"], pin))
-            times["traced"].append(_timed(mode, count, traced, pin))
+            times["traced"].append(_timed(mode, count, traced, pin, consume=False))
+            times["consumed"].append(_timed(mode, count, traced, pin))
         med = {k: statistics.median(v) / count / syscalls * 1e6 for k, v in times.items()}  # us per syscall
+        bpf_us = _bpf_time_per_syscall(mode, count, syscalls, traced, pin)
         base = med["untraced"]
         row = {"mode": mode, "syscalls_per_iteration": syscalls, "us_per_syscall": med,
                "added_traced_us": med["traced"] - base, "added_attached_us": med["attached"] - base,
-               "ratio_traced": med["traced"] / base, "ratio_attached": med["attached"] / base}  # fmt: skip
+               "ratio_traced": med["traced"] / base, "ratio_attached": med["attached"] / base,
+               "added_consumed_us": med["consumed"] - base, "ratio_consumed": med["consumed"] / base,
+               "bpf_us_per_traced_syscall": bpf_us}  # fmt: skip
         rows.append(row)
         print(
             f"  overhead {mode:8} untraced {med['untraced']:.3f} us/syscall, sensor on other events "
             f"{med['attached']:.3f} (+{row['added_attached_us']:.3f}, x{row['ratio_attached']:.2f}), traced "
-            f"{med['traced']:.3f} (+{row['added_traced_us']:.3f} us, x{row['ratio_traced']:.2f})",
+            f"{med['traced']:.3f} (+{row['added_traced_us']:.3f} us, x{row['ratio_traced']:.2f}), "
+            f"traced with the reader decoding alongside {med['consumed']:.3f} "
+            f"(+{row['added_consumed_us']:.3f}, "
+            f"x{row['ratio_consumed']:.2f}); in the BPF programs: "
+            f"{bpf_us if bpf_us is None else round(bpf_us, 3)} us per traced syscall",
             flush=True,
         )
     return rows
@@ -204,7 +263,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="length of each capture/storm run")
     parser.add_argument("--repeat", type=int, default=3, help="rounds of the overhead measurement")
     parser.add_argument(
-        "--no-pin", action="store_true", help="do not pin generator and sensor to CPUs 1 and 0"
+        "--pin",
+        action="store_true",
+        help="pin the generator to CPU 1 and the sensor to CPU 0 (quiet machines)",
     )
     parser.add_argument("--only", choices=("capture", "csv", "storm", "overhead"), help="run one part")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
@@ -228,7 +289,7 @@ def main() -> None:
 
 
 def run(opts: argparse.Namespace) -> None:
-    pin = not opts.no_pin
+    pin = opts.pin
     if pin and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
     print(

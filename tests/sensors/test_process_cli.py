@@ -126,3 +126,16 @@ def test_missing_object_and_bad_events_one_clear_line(tmp_path: Path) -> None:
     assert rc == 2 and "unknown event or event set 'nope'" in line
     rc, line = _one_line_error([*BETH, "sense", "process", "--out", "-", "--format", "parquet"])
     assert rc == 2 and "Parquet" in line
+
+
+def test_stdout_reader_going_away_ends_quietly() -> None:
+    cmd = [*BETH, "sense", "process", "--out", "-", "--duration", "20", "--events", "openat,close"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith("timestamp,processId,")
+    proc.stdout.close()  # like `| head -1`
+    for _ in range(50):  # make sure there is something to write into the closed pipe
+        os.close(os.open("/etc/hostname", os.O_RDONLY))
+    err = proc.stderr.read()
+    assert proc.wait(timeout=30) == 0, err
+    assert "the output was closed" in err and "Traceback" not in err

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -97,13 +99,20 @@ def sense_process(
             f"beth sense process: not traced (Tracee derives them from kprobes/LSM hooks): {names}",
             soft_wrap=True,
         )
+    closed = False
     with sensor, EventWriter(out, FileKind.PROCESS, fmt) as writer:  # type: ignore[arg-type]
         until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
         err.print(f"beth sense process: tracing {len(sensor.selected)} event types {until}", soft_wrap=True)
-        _run(sensor, writer, duration)
+        try:
+            _run(sensor, writer, duration)
+        except BrokenPipeError:  # `... --out - | head`: the reader is gone; stop like any pipeline stage
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            closed = True
         record = sensor.stats().to_record()
         record["kernel"] = sensor.kernel_counts()
         record["truncated"] = sensor.truncated
+    if closed:
+        err.print(f"beth sense process: the output was closed after {writer.rows:,} events", soft_wrap=True)
     _report(record, writer.rows, out, stats)
 
 

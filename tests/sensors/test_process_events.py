@@ -9,7 +9,14 @@ import pytest
 from beth.errors import UsageError
 from beth.schema import event_ids
 from beth.sensors import decode as d
-from beth.sensors.process import ProcessSensor, event_sets, noaudit_ranges, resolve_events, syscall_config
+from beth.sensors.process import (
+    ProcessSensor,
+    event_sets,
+    has_tracepoint,
+    noaudit_ranges,
+    resolve_events,
+    syscall_config,
+)
 
 #: eventName values of the BETH training split (beth-data-facts.md) and the extra ones issue 5 asks for.
 BETH_TRAINING = [
@@ -152,3 +159,13 @@ def test_noaudit_ranges_from_kallsyms(tmp_path: Path) -> None:
     hidden.write_text("0000000000000000 T has_capability_noaudit\n0000000000000000 T next\n")
     assert noaudit_ranges(str(hidden)) == []
     assert noaudit_ranges(str(tmp_path / "missing")) == []
+
+
+def test_has_tracepoint_reads_kernel_btf_names(tmp_path: Path) -> None:
+    btf = tmp_path / "vmlinux"
+    btf.write_bytes(b"\x9f\xeb\x01\0...\0btf_trace_sys_exit\0btf_trace_cap_capable_x\0")
+    assert has_tracepoint("sys_exit", str(btf))
+    assert not has_tracepoint("cap_capable", str(btf))  # only a longer name
+    assert not has_tracepoint("sys_exit", str(tmp_path / "none"))
+    if Path("/sys/kernel/btf/vmlinux").exists():
+        assert has_tracepoint("sys_exit") and has_tracepoint("sched_process_exec")

@@ -234,6 +234,14 @@ def _check_kernel() -> None:
         )
 
 
+def has_tracepoint(name: str, btf: str = "/sys/kernel/btf/vmlinux") -> bool:
+    """Whether the running kernel has the BTF tracepoint `name` (its `btf_trace_<name>` type)."""
+    try:
+        return b"\0btf_trace_" + name.encode() + b"\0" in Path(btf).read_bytes()
+    except OSError:
+        return False
+
+
 class ProcessSensor:
     """Kernel process events (syscalls, security_* derivatives, scheduler) as `ProcessEvent`s.
 
@@ -320,6 +328,15 @@ class ProcessSensor:
         _check_kernel()
         path = object_path()
         _check_object(path)
+        if EV_CAP_CAPABLE in self.selected and not has_tracepoint("cap_capable"):
+            # the capability tracepoint is recent (Linux 6.14); everything else works without it
+            self.selected = self.selected - {EV_CAP_CAPABLE}
+            self.dropped = tuple(sorted({*self.dropped, "cap_capable"}))
+            log.warning("this kernel has no capability:cap_capable tracepoint: cap_capable is not traced")
+            if not self.selected:
+                raise SensorError(
+                    "this kernel has no capability:cap_capable tracepoint (Linux 6.14 and later)"
+                )
         filters = (FILTER_PIDS if self.pids else 0) | (FILTER_UIDS if self.uids else 0)
         filters |= FILTER_COMMS if self.comms else 0
         evbits = (EVB_CAP_CAPABLE if EV_CAP_CAPABLE in self.selected else 0) | (

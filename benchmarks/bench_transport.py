@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -87,7 +88,18 @@ def latencies(published: np.ndarray, commits: list[tuple[float, int]]) -> tuple[
     return float(np.percentile(lat, 50)), float(np.percentile(lat, 99))
 
 
+#: CPU microseconds per event of each component, per run (robust to a busy machine, unlike wall time).
+CPU: dict[str, list[dict[str, float]]] = {"memory": [], "nats": []}
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memory(order: list, tmp: Path, rate: float = 0.0) -> tuple[float, float, float]:
+    cpu0 = time.process_time()
     bus = MemoryBus()
     collector = Collector(bus.subscriber(), tmp)
     collector.open()
@@ -113,6 +125,8 @@ def memory(order: list, tmp: Path, rate: float = 0.0) -> tuple[float, float, flo
     stop.set()
     t.join()
     collector.close()
+    if not rate:
+        CPU["memory"].append({"publisher + collector": (time.process_time() - cpu0) / len(order) * 1e6})
     verify(tmp, len(order))
     return (len(order) / elapsed, *latencies(published, [c for c in commits if c[1]]))
 
@@ -125,10 +139,12 @@ def nats(
     *,
     secure: tuple[Path, Path, Path] | None = None,
     split: bool = False,
+    server_pid: int | None = None,
 ) -> tuple[float, float, float]:
     """End to end through a broker. `secure` = (CA, collector credentials, directory of host
     credentials); `split`: one publisher process per host (always so with `secure`)."""
     split = split or secure is not None
+    cpu0, server0 = time.process_time(), proc_cpu(server_pid) if server_pid else 0.0
     times_file = tmp / "publish-times.f64"
     ca, collector_creds, host_dir = secure or (None, None, None)
     sub = NatsSubscriber(Endpoint.parse(url, creds=collector_creds, ca=ca))
@@ -153,6 +169,14 @@ def nats(
     infos = [json.loads(p.communicate(60)[0].decode().splitlines()[-1]) for p in publishers]
     collector.close()
     sub.close()
+    if not rate:
+        CPU["nats"].append(
+            {
+                "publishers": sum(i["cpu_seconds"] for i in infos) / n * 1e6,
+                "broker": (proc_cpu(server_pid) - server0) / n * 1e6 if server_pid else float("nan"),
+                "collector": (time.process_time() - cpu0) / n * 1e6,
+            }
+        )
     verify(tmp / "out", n)
     assert sum(i["acked"] for i in infos) == n and not any(i["retried"] for i in infos), infos
     # Publish times of all publishers, in the order the collector saw them (by time).
@@ -187,7 +211,7 @@ def main() -> None:
                     elif mode == "memory":
                         results[mode].append(memory(order, tmp))
                     else:
-                        results[mode].append(nats(args.events, tmp, server.url))
+                        results[mode].append(nats(args.events, tmp, server.url, server_pid=server.proc.pid))
                     print(f"run {r + 1} {mode}: {results[mode][-1][0]:,.0f} events/s", file=sys.stderr)
             n_lat = int(args.latency_rate * 5)
             lat_order = make_order(n_lat)
@@ -214,6 +238,20 @@ def main() -> None:
             _, lp50, lp99 = lat_runs[mode]
             line += "".join(f" {v * 1e3:8.1f}ms" for v in (p50, p99, lp50, lp99))
         print(line)
+    print_cpu()
+
+
+def print_cpu() -> None:
+    """Median CPU microseconds per event per component, and what two idle cores could carry."""
+    for mode, runs in CPU.items():
+        if not runs:
+            continue
+        parts = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        total = sum(parts.values())
+        shown = ", ".join(f"{k} {v:.1f}" for k, v in parts.items())
+        cores = 1 if mode == "memory" else 2  # one process (one GIL) vs three processes
+        ceiling = f"ceiling on {cores} idle core(s) ~{cores * 1e6 / total:,.0f} events/s"
+        print(f"CPU per event, {mode}: {shown} = {total:.1f} us -> {ceiling}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_transport import HOSTS, nats
+from bench_transport import CPU, HOSTS, nats
 from beth.transport.broker import NatsServer, free_port, init_broker, local_server
 
 
@@ -38,6 +38,7 @@ def main() -> None:
         secure = NatsServer(files.config, port=port).start()
         secure_args = (files.ca, files.collector, files.directory / "hosts")
         runs: dict[str, list[tuple[float, float, float]]] = {"plain": [], "secure": []}
+        cpu: dict[str, list[dict[str, float]]] = {"plain": [], "secure": []}
         try:
             for r in range(args.repeat):
                 for mode in ("plain", "secure"):
@@ -45,10 +46,12 @@ def main() -> None:
                     tmp.mkdir()
                     if mode == "plain":
                         # Two publisher processes as in the secure run (one per host).
-                        result = nats(args.events, tmp, plain.url, split=True)
+                        result = nats(args.events, tmp, plain.url, split=True, server_pid=plain.proc.pid)
                     else:
-                        result = nats(args.events, tmp, f"tls://127.0.0.1:{port}", secure=secure_args)
+                        url = f"tls://127.0.0.1:{port}"
+                        result = nats(args.events, tmp, url, secure=secure_args, server_pid=secure.proc.pid)
                     runs[mode].append(result)
+                    cpu[mode].append(CPU["nats"][-1])
                     print(f"run {r + 1} {mode}: {result[0]:,.0f} events/s", file=sys.stderr)
         finally:
             plain.stop()
@@ -61,6 +64,11 @@ def main() -> None:
             f"{mode:7} {med[mode]:10,.0f} events/s   p99 publish->fsync (saturated) {p99[mode] * 1e3:8.0f} ms"
         )
     print(f"secure is {med['plain'] / med['secure']:.2f}x slower than plain (target <= 1.5x)")
+    total = {m: statistics.median(sum(r.values()) for r in cpu[m]) for m in cpu}
+    for mode in ("plain", "secure"):
+        parts = ", ".join(f"{k} {statistics.median(r[k] for r in cpu[mode]):.1f}" for k in cpu[mode][0])
+        print(f"CPU per event, {mode}: {parts} = {total[mode]:.1f} us")
+    print(f"secure costs {total['secure'] / total['plain']:.2f}x the CPU of plain per event")
 
 
 if __name__ == "__main__":

@@ -255,3 +255,20 @@ def test_the_checkpoint_is_replaced_atomically(tmp_path: Path) -> None:
         collect_all(c, 10)
     state = json.loads((tmp_path / STATE_FILE).read_text())
     assert state["written"] == 10 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_sensor_stats_messages_are_kept_as_counters_only(tmp_path: Path) -> None:
+    ch = Channel("h", "stats")
+    envs = [
+        ch.wrap({"sensors": [{"sensor": "dns", "events": 7, "lost": 2, "malformed": 1, "duplicates": 0,
+                              "lost_per_cpu": [], "junk": "x" * 10_000}, "not a dict"]}),
+        ch.wrap({"no": "sensors"}),
+    ]  # fmt: skip
+    with Collector(ReplaySubscriber(envs), tmp_path) as c:
+        c.step(0)
+    host = json.loads((tmp_path / STATS_FILE).read_text())["hosts"]["h"]
+    assert host["sensors"] == [
+        {"sensor": "dns", "events": 7, "lost": 2, "malformed": 1, "duplicates": 0, "lost_per_cpu": []},
+        {},
+    ]
+    assert host["rejected"] == 1  # the stats message without a sensors list

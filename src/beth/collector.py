@@ -125,6 +125,20 @@ def check_rows(kind: str, deliveries: list[Delivery]) -> tuple[list[Delivery], l
     return good, bad
 
 
+def _sensor_counts(entry: object) -> dict[str, Any]:
+    """The known counters of one sensor's stats record (a host may send anything: keep only those)."""
+    if not isinstance(entry, dict):
+        return {}
+    out: dict[str, Any] = {"sensor": str(entry.get("sensor", "?"))[:32]}
+    for key in ("events", "lost", "malformed", "duplicates"):
+        value = entry.get(key)
+        out[key] = value if isinstance(value, int) and not isinstance(value, bool) else None
+    per_cpu = entry.get("lost_per_cpu")
+    if isinstance(per_cpu, list):
+        out["lost_per_cpu"] = [v for v in per_cpu[:1024] if isinstance(v, int)]
+    return out
+
+
 # --- segments -----------------------------------------------------------------------------------
 
 
@@ -307,10 +321,8 @@ class Collector:
                     self._reject(d, reason)
             if not items:
                 continue
-            writer = self._writer(token, kind)
-            write_line = writer.write_line
+            self._writer(token, kind).write_lines([d.text() for d in items])
             for d in items:
-                write_line(d.text())
                 d.done = True
             self.hosts[token].rows[kind] += len(items)
             written += len(items)
@@ -375,7 +387,9 @@ class Collector:
         except ValueError as exc:
             self._reject(d, f"malformed stats message ({exc})")
             return
-        self.hosts.setdefault(d.host, HostCounts()).sensor_stats = record["sensors"][:8]
+        self.hosts.setdefault(d.host, HostCounts()).sensor_stats = [
+            _sensor_counts(x) for x in record["sensors"][:8]
+        ]
 
     def _on_gap(self, gap: Gap) -> None:
         self.log(f"collector: gap: {gap}")

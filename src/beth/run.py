@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from beth.collector import Collector
-from beth.errors import BethError, SensorError, UsageError
+from beth.errors import BethError, DataError, SensorError, UsageError
 from beth.sensors.base import Sensor
 from beth.transport.base import Publisher
 from beth.transport.envelope import STATS, Channel
@@ -92,6 +92,7 @@ class Pipeline:
         self._collector_stop = threading.Event()
         self.error: BaseException | None = None
         self.started = 0.0
+        self._stats_channel = Channel(opts.host, STATS)
 
     # --- start ---
 
@@ -156,6 +157,9 @@ class Pipeline:
     # --- threads ---
 
     def _fail(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError):  # disk full, permissions: a user's problem, said in one line
+            where = f" ({exc.filename})" if exc.filename else ""
+            exc = DataError(f"writing the logs failed: {exc.strerror or exc}{where}")
         if self.error is None:
             self.error = exc
         self._stop.set()
@@ -183,10 +187,8 @@ class Pipeline:
             self._fail(exc)
 
     def _report(self) -> None:
-        channel = Channel(self.opts.host, STATS)
         while not self._stop.wait(self.opts.stats_interval):
-            self._send_stats(channel)
-        self._final_stats = channel
+            self._send_stats(self._stats_channel)
 
     def _send_stats(self, channel: Channel) -> None:
         assert self.publisher is not None
@@ -235,7 +237,7 @@ class Pipeline:
         summary: dict[str, Any] = {}
         try:
             if self.publisher is not None and self.error is None:
-                self._send_stats(getattr(self, "_final_stats", Channel(self.opts.host, STATS)))
+                self._send_stats(self._stats_channel)
                 self.publisher.flush(timeout)
         except BethError as exc:
             self._fail(exc)

@@ -97,11 +97,13 @@ def test_append_continues_a_file_without_a_second_header_and_size_tracks_it(tmp_
     assert first_size == path.stat().st_size
     with EventWriter(path, FileKind.DNS, append=True) as w:
         w.write_line(csv_line(_dns(2, "b.example")))
-        assert w.size() > first_size
+        w.write_lines([csv_line(_dns(3, "c.example")), csv_line(_dns(4, "d.example"))])
+        w.write_lines([])
+        assert w.size() > first_size and w.rows == 3
     text = path.read_text()
     assert text.count("Timestamp,") == 1
     df = load(path)
-    assert df["DnsQuery"].to_list() == ["a.example", "b.example"]
+    assert df["DnsQuery"].to_list() == ["a.example", "b.example", "c.example", "d.example"]
 
 
 def test_write_line_refuses_non_csv_output(tmp_path) -> None:

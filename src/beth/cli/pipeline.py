@@ -238,7 +238,9 @@ def collect_cmd(
         task = bar.add_task("collect", total=duration, rows=0)
         start = time.monotonic()
         if duration is not None:
-            threading.Timer(duration, stop.set).start()
+            timer = threading.Timer(duration, stop.set)
+            timer.daemon = True
+            timer.start()
 
         def cycle(c: Collector) -> None:
             bar.update(task, completed=time.monotonic() - start, rows=c.written)

@@ -185,6 +185,14 @@ class EventWriter:
         self._stream.write(line + CSV_LINE_END)  # type: ignore[union-attr]
         self.rows += 1
 
+    def write_lines(self, lines: list[str]) -> None:
+        """Write already formatted CSV records (`csv_line`s, no line ends) in one call."""
+        if self.fmt != "csv":
+            raise UsageError(f"write_lines writes CSV records, not {self.fmt}")
+        if lines:
+            self._stream.write(CSV_LINE_END.join(lines) + CSV_LINE_END)  # type: ignore[union-attr]
+            self.rows += len(lines)
+
     def size(self) -> int:
         """Bytes in the file once everything written so far is flushed (files this writer opened)."""
         if not self._owns or self._stream is None:

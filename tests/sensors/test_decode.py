@@ -302,7 +302,7 @@ def test_decoding_pauses_the_garbage_collector_and_restores_it() -> None:
     assert gc.isenabled()
     seen = []
     real = dec._builders[3]
-    dec._builders[3] = (real[0], lambda r, x, e: seen.append(gc.isenabled()) or real[1](r, x, e))
+    dec._builders[3] = (real[0], lambda h, e: seen.append(gc.isenabled()) or real[1](h, e))
     threads = [threading.Thread(target=dec.decode_ring, args=(framed,)) for _ in range(4)]
     for t in threads:
         t.start()

@@ -547,9 +547,10 @@ _INLINE = {
 }
 
 
-def _builder(plan: EventPlan) -> Callable[[tuple[int, ...], tuple[int, ...], list[bytes]], list[dict]]:
-    """A function (registers, aux values, payload entries) -> args list, generated for one plan so
-    that decoding an event runs one straight-line expression instead of a loop over its arguments."""
+def _builder(plan: EventPlan) -> Callable[[tuple[Any, ...], list[bytes]], list[dict]]:
+    """A function (record header fields, payload entries) -> args list, generated for one plan so
+    that decoding an event runs one straight-line expression instead of a loop over its arguments.
+    The header tuple is HEADER's fields: registers at [2:8], aux values at [8:11]."""
     namespace: dict[str, Any] = {"join_path": join_path, "text": text}
     items = []
     for n, a in enumerate(plan.args):
@@ -558,9 +559,9 @@ def _builder(plan: EventPlan) -> Callable[[tuple[int, ...], tuple[int, ...], lis
                 value = f"e[{a.index}].decode('utf-8', 'backslashreplace')"
             else:
                 namespace[f"f{n}"] = a.fmt
-                value = f"f{n}(e[{a.index}], r[{a.reg}])"
+                value = f"f{n}(e[{a.index}], h[{a.reg + 2}])"
         else:
-            v = f"{'r' if a.source == SRC_REG else 'x'}[{a.index}]"
+            v = f"h[{a.index + (2 if a.source == SRC_REG else 8)}]"
             if a.fmt in _INLINE:
                 value = _INLINE[a.fmt].format(v=v)
             else:
@@ -571,7 +572,7 @@ def _builder(plan: EventPlan) -> Callable[[tuple[int, ...], tuple[int, ...], lis
     if plan.event_id == EV_INODE_UNLINK:  # entries: the name as given, then the directory it is relative to
         ctype = plan.args[0].type
         body = f"[{{'name': 'pathname', 'type': {ctype!r}, 'value': join_path(text(e[1]), text(e[0]))}}]"
-    exec(f"def build(r, x, e):\n    return {body}\n", namespace)
+    exec(f"def build(h, e):\n    return {body}\n", namespace)
     return namespace["build"]
 
 
@@ -635,8 +636,9 @@ class RecordDecoder:
                 if length < REC_HDR:
                     errors.append(RecordError(f"record of {length} bytes is shorter than its header"))
                     continue
-                (ts, ret, a0, a1, a2, a3, a4, a5, x0, x1, x2, event_id, pid, tid, ppid, uid, mnt_ns, comm,
-                 stack_n, payload_len, flags) = unpack(buf, off)  # fmt: skip
+                h = unpack(buf, off)
+                (ts, ret, _, _, _, _, _, _, _, _, _, event_id, pid, tid, ppid, uid, mnt_ns, comm, stack_n,
+                 payload_len, flags) = h  # fmt: skip
                 builder = builders.get(event_id)
                 pad = (payload_len + 7) & ~7
                 if builder is None or REC_HDR + pad + 8 * stack_n > length or stack_n > MAX_STACK:
@@ -658,7 +660,7 @@ class RecordDecoder:
                         continue
                 name, build = builder
                 try:
-                    args = build((a0, a1, a2, a3, a4, a5), (x0, x1, x2), entries)
+                    args = build(h, entries)
                 except IndexError:
                     errors.append(RecordError(f"{name}: an argument is missing from the payload"))
                     continue

@@ -65,6 +65,7 @@ def build_c_generator(workdir: Path) -> list[str] | None:
 
 def _generator(args: list[str], pin: bool) -> subprocess.Popen[str]:
     gen = subprocess.Popen([*GENERATOR, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    os.setpriority(os.PRIO_PROCESS, gen.pid, 0)  # the load always runs at normal priority
     if pin and os.cpu_count() and os.cpu_count() > 1:
         os.sched_setaffinity(gen.pid, {1})
     assert gen.stdout is not None and gen.stdout.readline().strip() == "ready"
@@ -268,6 +269,7 @@ def main() -> None:
         help="pin the generator to CPU 1 and the sensor to CPU 0 (quiet machines)",
     )
     parser.add_argument("--only", choices=("capture", "csv", "storm", "overhead"), help="run one part")
+    parser.add_argument("--nice", type=int, default=0, help="run the sensor at this niceness (e.g. -10)")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument(
         "--generator", choices=("c", "python"), default="c", help="load generator (default c)"
@@ -290,13 +292,15 @@ def main() -> None:
 
 def run(opts: argparse.Namespace) -> None:
     pin = opts.pin
+    if opts.nice:
+        os.setpriority(os.PRIO_PROCESS, 0, opts.nice)  # the generator (a child) is reset below
     if pin and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
     print(
         f"load average before: {os.getloadavg()[0]:.2f} (2 cores: above ~0.5 the numbers are noisy)",
         flush=True,
     )
-    out: dict = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "pinned": pin,
+    out: dict = {"load_before": os.getloadavg()[0], "cpus": os.cpu_count(), "pinned": pin, "nice": opts.nice,
                  "generator": Path(GENERATOR[-1]).name}  # fmt: skip
     if opts.only in (None, "capture"):
         print("capture (openat+close+security_file_open, pid filter, decoded to ProcessEvents):", flush=True)

@@ -7,8 +7,10 @@ Contenders, each in its own child process, one after another:
   beth             beth.evaluation.bench.run_benchmark with --jobs 1 (seeds one after another)
   beth --jobs N    the same with N seeds fitted at once in worker processes
 The numbers of every contender must agree (every method, seed, protocol, label, metric; to 1e-9).
-Wall time is measured inside each child (imports excluded); peak memory is the largest sum of the
-resident set sizes of the child and its worker processes, sampled from /proc every 20 ms.
+Wall time is measured inside each child (imports excluded; "process s" includes them); CPU time is
+user + system of the child and its workers (robust to a busy machine, where wall time is not); peak
+memory is the largest sum of the resident set sizes of the child and its worker processes, sampled
+from /proc every 20 ms.
 Target (issue 3): beth >= 2x faster than the straightforward way.
 
     python benchmarks/bench_classic.py                    # full paper size (1,141,078 rows), synthetic
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -55,8 +58,9 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_child(cmd: list[str]) -> tuple[float, int]:
-    """Run a contender; return its outer wall time and peak tree RSS."""
+def run_child(cmd: list[str]) -> tuple[float, int, float]:
+    """Run a contender; return its outer wall time, peak tree RSS and CPU seconds (user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd)
     peak = 0
@@ -73,9 +77,12 @@ def run_child(cmd: list[str]) -> tuple[float, int]:
     rc = proc.wait()
     done.set()
     sampler.join()
+    wall = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"contender failed (exit {rc}): {' '.join(cmd)}")
-    return time.perf_counter() - t0, peak
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, peak, cpu
 
 
 def beth_child(data: str, seeds: int, jobs: int, out: str) -> None:
@@ -137,11 +144,11 @@ def main() -> None:
             "beth --jobs 1": [*me, "--child", "beth", "--jobs", "1"],
             f"beth --jobs {args.jobs}": [*me, "--child", "beth", "--jobs", str(args.jobs)],
         }
-        docs, outer, peaks = {}, {}, {}
+        docs, outer, peaks, cpu = {}, {}, {}, {}
         for name, cmd in contenders.items():
             out = os.path.join(tmp, name.replace(" ", "_") + ".json")
             print(f"running {name} ...", flush=True)
-            outer[name], peaks[name] = run_child([*cmd, "--out", out])
+            outer[name], peaks[name], cpu[name] = run_child([*cmd, "--out", out])
             docs[name] = json.loads(Path(out).read_text())
         print(f"uptime after: {os.getloadavg()[0]:.2f}")
 
@@ -153,11 +160,13 @@ def main() -> None:
         worst = max(worst, max(abs(doc["results"][k] - ref[k]) for k in ref))
     base = docs["straightforward"]["wall"]
     print()
-    print(f"{'contender':<18} {'work wall s':>11} {'process s':>10} {'peak RSS MiB':>13} {'speed-up':>9}")
+    head = f"{'contender':<18} {'work wall s':>11} {'process s':>10} {'CPU s':>8} {'peak RSS MiB':>13}"
+    print(f"{head} {'speed-up (wall)':>16} {'(CPU)':>7}")
     for name, doc in docs.items():
-        ratio = base / doc["wall"]
+        ratio, cpu_ratio = base / doc["wall"], cpu["straightforward"] / cpu[name]
         mib = peaks[name] / 2**20
-        print(f"{name:<18} {doc['wall']:>11.1f} {outer[name]:>10.1f} {mib:>13.0f} {ratio:>8.2f}x")
+        row = f"{name:<18} {doc['wall']:>11.1f} {outer[name]:>10.1f} {cpu[name]:>8.1f} {mib:>13.0f}"
+        print(f"{row} {ratio:>15.2f}x {cpu_ratio:>6.2f}x")
     print()
     for name, doc in docs.items():
         stages = ", ".join(f"{k} {v:.1f}" for k, v in doc["timings"].items())

@@ -10,7 +10,7 @@ from scipy import linalg
 from sklearn.covariance import EllipticEnvelope, empirical_covariance
 from sklearn.utils.extmath import fast_logdet
 
-from beth.detectors.mcd import covariance, fit_elliptic_envelope, logdet, pinvh
+from beth.detectors.mcd import covariance, fit_elliptic_envelope, logdet, mean, pinvh
 
 from .contract_data import benign
 
@@ -80,9 +80,24 @@ def test_invalid_parameters_are_refused_like_sklearn() -> None:
         fit_elliptic_envelope(benign(600, 1), contamination=0.9)
 
 
-def test_building_blocks_equal_their_scipy_and_sklearn_originals() -> None:
+def layouts() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    for X in (benign(300, 11), benign(2, 12)[:, :3], benign(50, 13)[:, :1], rng.normal(size=(40, 7))):
+    big = rng.normal(size=(900, 7)) * 1e3
+    return [
+        benign(300, 11),
+        benign(2, 12)[:, :3],
+        benign(50, 13)[:, :1],
+        rng.normal(size=(40, 7)),
+        np.asfortranarray(big),
+        big[rng.permutation(900)[:450]],  # a fancy-indexed support, as in a c-step
+        big[::3],  # a strided view
+    ]
+
+
+def test_building_blocks_equal_their_numpy_scipy_and_sklearn_originals() -> None:
+    for X in layouts():
+        for axis in (0, 1):
+            np.testing.assert_array_equal(mean(X, axis), X.mean(axis))
         np.testing.assert_array_equal(covariance(X), empirical_covariance(X))
         np.testing.assert_array_equal(
             covariance(X, assume_centered=True), empirical_covariance(X, assume_centered=True)

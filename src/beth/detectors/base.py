@@ -134,7 +134,8 @@ def standardize(scores: np.ndarray, reference: tuple[float, float]) -> np.ndarra
 
     Different seeds' raw scores need not share a scale (a one-class SVM's weight norm varies with
     its SGD path), so the `scores` protocol averages standardized scores. The map is increasing, so
-    each seed's own AUROC/AUPRC is unchanged. A constant training score leaves the scale at 1.
+    each seed's ranking is kept (rounding may tie two scores a few ulps apart, which is why the per-seed
+    metrics are computed on these values too). A constant training score leaves the scale at 1.
     """
     mean, std = reference
     return (scores - mean) / (std if std > 0 else 1.0)

@@ -18,7 +18,8 @@ import pytest
 from beth.data.literal import parse_args
 from beth.events import ProcessEvent
 from beth.sensors import decode as d
-from beth.sensors.decode import RecordDecoder, RecordError, ring_frame
+from beth.sensors import records as rec
+from beth.sensors.records import RecordDecoder, RecordError, ring_frame
 
 # --- flags --------------------------------------------------------------------------------------------
 
@@ -159,7 +160,7 @@ def record(event_id: int, *, ret: int = 0, args=(0,) * 6, aux=(0, 0, 0), payload
            pid: int = 7348, tid: int = 7348, ppid: int = 7347, uid: int = 0, mnt: int = 4026531840,
            comm: bytes = b"sh", ts: int = 1_894_151_534_321, flags: int = 0) -> bytes:  # fmt: skip
     """One record exactly as process.bpf.c writes it."""
-    head = d.HEADER.pack(ts, ret, *args, *aux, event_id, pid, tid, ppid, uid, mnt, comm.ljust(16, b"\0"),
+    head = rec.HEADER.pack(ts, ret, *args, *aux, event_id, pid, tid, ppid, uid, mnt, comm.ljust(16, b"\0"),
                          len(stack), len(payload), flags)  # fmt: skip
     pad = payload + bytes((-len(payload)) % 8)
     return head + pad + struct.pack(f"<{len(stack)}Q", *stack)
@@ -239,7 +240,7 @@ def test_malformed_records_are_errors_not_events() -> None:
     bad_id = record(999)
     overrun = record(257, payload=_entries(b"/etc/x"))[:-8]  # payload says more than the record holds
     lying = bytearray(record(257, payload=_entries(b"abc")))
-    lying[d.REC_HDR] = 200  # an entry longer than the payload
+    lying[rec.REC_HDR] = 200  # an entry longer than the payload
     events, errors, consumed = dec.decode_ring(ring_frame(good, bad_id, overrun, bytes(lying)))
     assert [ev.args for ev in events] == [[{"name": "fd", "type": "int", "value": 5}]]
     assert len(errors) == 3 and all(isinstance(e, RecordError) for e in errors)
@@ -262,8 +263,8 @@ def test_ring_walk_stops_at_a_record_still_being_written() -> None:
 
 def test_truncation_and_fault_flags_are_counted() -> None:
     dec = RecordDecoder("h")
-    rec = record(59, payload=_entries(b"/bin/x", b"a\0"), flags=d.REC_TRUNCATED | d.REC_FAULT)
-    dec.decode(rec, 0, len(rec))
+    raw = record(59, payload=_entries(b"/bin/x", b"a\0"), flags=rec.REC_TRUNCATED | rec.REC_FAULT)
+    dec.decode(raw, 0, len(raw))
     assert (dec.truncated, dec.faulted) == (1, 1)
 
 
@@ -272,7 +273,7 @@ def test_truncation_and_fault_flags_are_counted() -> None:
 
 def test_argument_names_match_real_beth_rows(samples) -> None:
     """Every event in the real BETH sample rows gets the same argument names, in the same order."""
-    plans = {p.name: p for p in d.plans().values()}
+    plans = {p.name: p for p in rec.plans().values()}
     seen = {}
     for path in sorted(samples.glob("labelled_*.csv")):
         if "dns" in path.name:
@@ -288,12 +289,16 @@ def test_argument_names_match_real_beth_rows(samples) -> None:
 
 
 def test_plan_kinds_tell_the_kernel_what_to_read() -> None:
-    p = d.plans()
-    assert p[257].kinds == (d.ARG_RAW, d.ARG_STR, d.ARG_RAW, d.ARG_RAW, d.ARG_RAW, d.ARG_RAW)
-    assert p[42].kinds[:3] == (d.ARG_RAW, d.ARG_SOCKADDR, d.ARG_RAW)
-    assert p[59].kinds[:3] == (d.ARG_STR, d.ARG_STRARR, d.ARG_SKIP)  # envp: not captured, as Tracee v0.5
-    assert p[22].kinds[0] == d.ARG_INT2  # pipe(int[2])
-    assert all(k != d.ARG_STRARR for i, plan in p.items() if i not in (59, 322) for k in plan.kinds)
+    p = rec.plans()
+    assert p[257].kinds == (rec.ARG_RAW, rec.ARG_STR, rec.ARG_RAW, rec.ARG_RAW, rec.ARG_RAW, rec.ARG_RAW)
+    assert p[42].kinds[:3] == (rec.ARG_RAW, rec.ARG_SOCKADDR, rec.ARG_RAW)
+    assert p[59].kinds[:3] == (
+        rec.ARG_STR,
+        rec.ARG_STRARR,
+        rec.ARG_SKIP,
+    )  # envp: not captured, as Tracee v0.5
+    assert p[22].kinds[0] == rec.ARG_INT2  # pipe(int[2])
+    assert all(k != rec.ARG_STRARR for i, plan in p.items() if i not in (59, 322) for k in plan.kinds)
 
 
 def test_decoding_pauses_the_garbage_collector_and_restores_it() -> None:

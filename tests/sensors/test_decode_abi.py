@@ -1,4 +1,4 @@
-"""The record layout is written twice, in C (bpf/process.h) and in Python (beth.sensors.decode):
+"""The record layout is written twice, in C (bpf/process.h) and in Python (beth.sensors.records):
 check that the two agree, constant by constant and struct by struct."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from beth.sensors import decode as d
-from beth.sensors.process import object_path
+from beth.sensors import records as d
+from beth.sensors.kernel import object_path
 
 BPF_DIR = Path(d.__file__).parent / "bpf"
 IN_CI = os.environ.get("CI", "").lower() == "true"

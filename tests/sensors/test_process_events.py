@@ -8,15 +8,10 @@ import pytest
 
 from beth.errors import UsageError
 from beth.schema import event_ids
-from beth.sensors import decode as d
-from beth.sensors.process import (
-    ProcessSensor,
-    event_sets,
-    has_tracepoint,
-    noaudit_ranges,
-    resolve_events,
-    syscall_config,
-)
+from beth.sensors import records as d
+from beth.sensors.kernel import has_tracepoint, noaudit_ranges
+from beth.sensors.process import ProcessSensor
+from beth.sensors.selection import event_sets, resolve_events, syscall_config
 
 #: eventName values of the BETH training split (beth-data-facts.md) and the extra ones issue 5 asks for.
 BETH_TRAINING = [

@@ -18,7 +18,8 @@ from beth.cli.sense import sense_app
 from beth.data.write import FORMATS, EventWriter, format_of
 from beth.errors import UsageError
 from beth.schema import FileKind
-from beth.sensors.process import DEFAULT_EVENTS, ProcessSensor, event_sets
+from beth.sensors.process import ProcessSensor
+from beth.sensors.selection import DEFAULT_EVENTS, event_sets
 
 _SETS = ", ".join(sorted(event_sets()))
 

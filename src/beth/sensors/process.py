@@ -2,7 +2,7 @@
 
 `ProcessSensor` loads the CO-RE object built from `bpf/process.bpf.c` (`make bpf`) through libbpf,
 configures it (which events, which processes), attaches it to tracepoints and reads its ring buffer.
-Filtering happens in the kernel; decoding (`beth.sensors.decode`) in batches here. Events the ring
+Filtering happens in the kernel; decoding (`beth.sensors.records`) in batches here. Events the ring
 buffer had no room for are counted per CPU by the kernel and reported by `stats()` and as a logged
 warning, never dropped silently.
 
@@ -16,19 +16,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Iterable, Iterator
-from importlib import resources
-from pathlib import Path
 from typing import Self
 
 from beth.errors import SensorError, UsageError
 from beth.events import ProcessEvent
-from beth.schema import events as event_table
 from beth.sensors.base import SensorStats
-from beth.sensors.decode import (
+from beth.sensors.kernel import (
+    check_kernel,
+    check_object,
+    check_privileges,
+    has_tracepoint,
+    noaudit_ranges,
+    object_path,
+)
+from beth.sensors.libbpf import BpfObject, map_lookup, map_update, num_possible_cpus
+from beth.sensors.records import (
     CNT_LOST,
     CNT_SENT,
     CNT_TRUNCATED,
@@ -45,28 +50,16 @@ from beth.sensors.decode import (
     FILTER_COMMS,
     FILTER_PIDS,
     FILTER_UIDS,
-    MAX_NOAUDIT,
     MAX_SYSCALL,
-    SC_AT_ENTER,
-    SC_CFG,
-    SC_EMIT,
-    SC_FILE_OPEN,
-    SC_SB_MOUNT,
-    SC_SKIP_CHILD,
-    SC_UNLINK,
     TEXT_RANGE,
     RecordDecoder,
     plans,
 )
-from beth.sensors.libbpf import BpfObject, map_lookup, map_update, num_possible_cpus
 from beth.sensors.ringbuf import RingReader
+from beth.sensors.selection import AT_ENTER, resolve_events, syscall_config
 
 log = logging.getLogger(__name__)
 
-#: Where `make bpf` puts the object (next to its source, inside the package); BETH_BPF_OBJECT overrides.
-OBJECT_NAME = "process.bpf.o"
-#: Without `events`: Tracee's `default` set (what BETH was recorded with) plus the signal syscalls.
-DEFAULT_EVENTS: tuple[str, ...] = ("default", "tkill", "tgkill")
 DEFAULT_RING_BYTES = 64 << 20
 DEFAULT_WAKEUP_BYTES = 256 << 10
 #: Longest a poll sleeps before looking at the ring again (records below the wake-up threshold).
@@ -75,171 +68,7 @@ POLL_TICK = 0.02
 #: small batches decode faster (their objects stay in cache and in the young GC generation).
 READ_BYTES = 256 << 10
 
-_OPENS = {"open", "openat", "openat2", "creat"}  # successful ones emit security_file_open
-_UNLINKS = {"unlink", "unlinkat"}  # security_inode_unlink
-_FORKS = {"clone", "clone3", "fork", "vfork"}  # the child's return (0) is not an event
-_AT_ENTER = {"execve", "execveat", "exit", "exit_group"}
 _PROGRAMS = ("on_sys_exit", "on_sys_enter", "on_exec", "on_exit", "on_fork", "on_cap_capable")
-_CAP_BPF, _CAP_PERFMON, _CAP_SYS_ADMIN = 39, 38, 21
-
-
-def event_sets() -> dict[str, frozenset[int]]:
-    """Event-set name -> event ids: Tracee v0.5's sets, plus `beth` (events seen in BETH) and `all`."""
-    sets: dict[str, set[int]] = {"beth": set(), "all": set()}
-    for ev in event_table().values():
-        for name in ev.sets:
-            sets.setdefault(name, set()).add(ev.id)
-        if ev.in_beth:
-            sets["beth"].add(ev.id)
-        sets["all"].add(ev.id)
-    return {name: frozenset(ids) for name, ids in sets.items()}
-
-
-def resolve_events(spec: Iterable[str] | str | None) -> tuple[frozenset[int], tuple[str, ...]]:
-    """Selected event ids from names, ids and set names; also the set members this sensor cannot
-    produce (Tracee derived them from kprobes/LSM hooks), which are left out and reported."""
-    table = event_table()
-    by_name = {ev.name: ev.id for ev in table.values()}
-    supported = plans()
-    sets = event_sets()
-    items = DEFAULT_EVENTS if spec is None else [spec] if isinstance(spec, str) else list(spec)
-    names = [part.strip() for item in items for part in str(item).split(",") if part.strip()]
-    chosen: set[int] = set()
-    dropped: set[str] = set()
-    for name in names:
-        event_id = by_name.get(name, int(name) if name.isdigit() and int(name) in table else None)
-        if event_id is not None:
-            if event_id not in supported:
-                raise UsageError(
-                    f"event {table[event_id].name!r} cannot be traced by the process sensor: Tracee derives "
-                    "it from a kprobe or LSM hook, and this sensor attaches to tracepoints only"
-                )
-            chosen.add(event_id)
-        elif name in sets:
-            chosen |= sets[name] & supported.keys()
-            dropped |= {table[i].name for i in sets[name] - supported.keys()}
-        else:
-            raise UsageError(
-                f"unknown event or event set {name!r}: use Tracee v0.5 event names (openat, execve, "
-                f"cap_capable, ...) or sets ({', '.join(sorted(sets))})"
-            )
-    if not chosen:
-        raise UsageError("no events selected: name at least one event or event set")
-    return frozenset(chosen), tuple(sorted(dropped))
-
-
-def syscall_config(selected: frozenset[int]) -> dict[int, bytes]:
-    """The kernel's syscall_cfg entries (syscall number -> packed sc_cfg) for a selection."""
-    table = plans()
-    derived = {
-        EV_FILE_OPEN: (_OPENS, SC_FILE_OPEN),
-        EV_INODE_UNLINK: (_UNLINKS, SC_UNLINK),
-        EV_SB_MOUNT: ({"mount"}, SC_SB_MOUNT),
-    }
-    flags: dict[int, int] = {}
-    for event_id in selected:
-        if event_id < MAX_SYSCALL:
-            flags[event_id] = flags.get(event_id, 0) | SC_EMIT
-    for event_id, (sources, bit) in derived.items():
-        if event_id in selected:
-            for plan in table.values():
-                if plan.name in sources:
-                    flags[plan.event_id] = flags.get(plan.event_id, 0) | bit
-    out = {}
-    for nr, bits in flags.items():
-        name = table[nr].name
-        if name in _FORKS:
-            bits |= SC_SKIP_CHILD
-        if name in _AT_ENTER:
-            bits |= SC_AT_ENTER
-        out[nr] = SC_CFG.pack(bits, *table[nr].kinds, 0)
-    return out
-
-
-#: Kernel functions that check a capability with CAP_OPT_NOAUDIT; Tracee's cap_capable skipped those checks.
-#: cap_vm_enough_memory is usually inlined into security_vm_enough_memory_mm (every writable mmap).
-NOAUDIT_FUNCTIONS = ("security_vm_enough_memory_mm", "cap_vm_enough_memory", "has_ns_capability_noaudit",
-                     "has_capability_noaudit", "ns_capable_noaudit")  # fmt: skip
-
-
-def noaudit_ranges(kallsyms: str = "/proc/kallsyms") -> list[tuple[int, int]]:
-    """Kernel text ranges [start, end) of NOAUDIT_FUNCTIONS (and their .cold parts); [] when the
-    kernel hides its addresses (kptr_restrict) or has none of them. A function ends where the next
-    symbol at a higher address starts (kallsyms lists the core kernel in address order)."""
-    try:
-        text = Path(kallsyms).read_text()
-    except OSError:
-        return []
-    names = "|".join(NOAUDIT_FUNCTIONS)
-    ranges = []
-    for m in re.finditer(rf"^([0-9a-f]+) [tT] (?:{names})(?:\.\w+)?$", text, re.M):
-        start = int(m.group(1), 16)
-        if not start:
-            return []  # addresses hidden
-        end = start + 4096
-        for line in text[m.end() + 1 : m.end() + 4096].splitlines():
-            addr = int(line.split(" ", 1)[0], 16)
-            if addr > start:
-                end = addr
-                break
-        ranges.append((start, end))
-    return sorted(set(ranges))[:MAX_NOAUDIT]
-
-
-def object_path() -> Path:
-    """The CO-RE object to load: $BETH_BPF_OBJECT, else the one `make bpf` builds inside the package."""
-    override = os.environ.get("BETH_BPF_OBJECT")
-    if override:
-        return Path(override)
-    return Path(str(resources.files("beth.sensors").joinpath("bpf", OBJECT_NAME)))
-
-
-def _check_object(path: Path) -> None:
-    if not path.is_file():
-        raise SensorError(
-            f"the eBPF object {path} is missing: build it with `make bpf` in the beth source tree "
-            "(needs clang, llvm, libbpf-dev and bpftool)"
-        )
-    source = path.with_name("process.bpf.c")
-    newest = max((p.stat().st_mtime for p in (source, path.with_name("process.h")) if p.is_file()), default=0)
-    if newest > path.stat().st_mtime:
-        raise SensorError(f"the eBPF object {path} is older than its source: rebuild it with `make bpf`")
-
-
-def _check_privileges() -> None:
-    """Effective capabilities, not the uid, decide (root in a container may lack them)."""
-    caps = None
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("CapEff:"):
-                caps = int(line.split()[1], 16)
-    except OSError:
-        pass
-    if caps is None:  # no /proc: let the kernel decide
-        return
-    if caps >> _CAP_SYS_ADMIN & 1 or (caps >> _CAP_BPF & 1 and caps >> _CAP_PERFMON & 1):
-        return
-    who = "root" if os.geteuid() else "root with its capabilities"
-    raise SensorError(
-        f"the process sensor needs {who}: loading eBPF programs takes CAP_BPF and CAP_PERFMON "
-        "(or CAP_SYS_ADMIN); run it as root, e.g. with sudo"
-    )
-
-
-def _check_kernel() -> None:
-    if not Path("/sys/kernel/btf/vmlinux").exists():
-        raise SensorError(
-            "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): the process sensor needs a "
-            "kernel built with CONFIG_DEBUG_INFO_BTF=y"
-        )
-
-
-def has_tracepoint(name: str, btf: str = "/sys/kernel/btf/vmlinux") -> bool:
-    """Whether the running kernel has the BTF tracepoint `name` (its `btf_trace_<name>` type)."""
-    try:
-        return b"\0btf_trace_" + name.encode() + b"\0" in Path(btf).read_bytes()
-    except OSError:
-        return False
 
 
 class ProcessSensor:
@@ -308,7 +137,7 @@ class ProcessSensor:
         if any(i < MAX_SYSCALL for i in self.selected) or self.selected & {EV_FILE_OPEN, EV_INODE_UNLINK,
                                                                             EV_SB_MOUNT}:  # fmt: skip
             progs.add("on_sys_exit")
-        if names & _AT_ENTER:
+        if names & AT_ENTER:
             progs.add("on_sys_enter")
         if EV_BPRM_CHECK in self.selected:
             progs.add("on_exec")
@@ -324,10 +153,10 @@ class ProcessSensor:
         """Load, configure and attach the kernel side; SensorError saying why when it cannot run."""
         if self._obj is not None:
             return
-        _check_privileges()
-        _check_kernel()
+        check_privileges()
+        check_kernel()
         path = object_path()
-        _check_object(path)
+        check_object(path)
         if EV_CAP_CAPABLE in self.selected and not has_tracepoint("cap_capable"):
             # the capability tracepoint is recent (Linux 6.14); everything else works without it
             self.selected = self.selected - {EV_CAP_CAPABLE}

@@ -4,7 +4,7 @@ The kernel exposes a BPF_MAP_TYPE_RINGBUF as three mappings of its map fd: the c
 (one page, writable), the producer position (one page) and the data area mapped twice in a row, so
 a run of records that wraps around the end is still contiguous. A read copies the data between the
 consumer and producer positions in one slice; the decoder walks the records in that copy
-(`beth.sensors.decode.RecordDecoder.decode_ring`, which knows the record framing) and the reader
+(`beth.sensors.records.RecordDecoder.decode_ring`, which knows the record framing) and the reader
 then hands the space back by advancing the consumer position. This is what libbpf's
 ring_buffer__consume does, minus the per-record C->Python callback (the hot path). x86_64 only
 (like the sensor): its loads are ordered, so a record whose header says "committed" has its data

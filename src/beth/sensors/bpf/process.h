@@ -1,10 +1,10 @@
-/* Record layout and constants shared by process.bpf.c and beth/sensors/decode.py.
+/* Record layout and constants shared by process.bpf.c and beth/sensors/records.py.
  *
  * Every event reaches user space as one variable-length record in the ring buffer:
  *   struct rec (REC_HDR bytes) | payload (payload_len bytes, padded to 8) | stack_n user frames (u64)
  * The payload holds the argument data that is not a plain register value, in argument order:
  *   ARG_STR, ARG_SOCKADDR, ARG_INT2: u16 length + bytes;  ARG_STRARR: u16 length + NUL-terminated strings.
- * decode.py parses this header with its own constants; tests/sensors/test_decode_abi.py checks that the
+ * records.py parses this header with its own constants; tests/sensors/test_decode_abi.py checks that the
  * two agree. Change BETH_ABI whenever the layout changes.
  */
 #ifndef BETH_PROCESS_H

@@ -6,10 +6,12 @@ dnslib: addresses, query, type/class, every answer and TTL, rcode, opcode.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import dnslib
 import pytest
@@ -139,10 +141,10 @@ def test_malformed_packets_are_counted_and_skipped_and_other_ports_never_seen(dn
 
 
 def test_kernel_drops_are_counted_not_hidden() -> None:
-    """A tiny socket buffer that is not read overflows: every sent packet is an event or a loss."""
+    """A tiny receive ring that is not read overflows: every sent packet is an event or a loss."""
     n = 3000
     query = bytes(dnslib.DNSRecord.question(f"flood.{ZONE}").pack())
-    with DnsSensor("sensor-under-test", rcvbuf=4096) as sensor:
+    with DnsSensor("sensor-under-test", ring_bytes=8192) as sensor:
         sensor.poll(0)  # discard anything queued before
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             for _ in range(n):
@@ -166,3 +168,28 @@ def test_stop_ends_iteration_from_another_thread() -> None:
 def test_unknown_interface_is_a_sensor_error() -> None:
     with pytest.raises(SensorError, match="no network interface"), DnsSensor(interface="nope0"):
         pass
+
+
+def test_beth_sense_dns_writes_a_loadable_file(dnsmasq: None, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from beth.data.load import load
+
+    out, stats = tmp_path / "dns.csv", tmp_path / "stats.json"
+    beth = Path(sys.executable).with_name("beth")
+    proc = subprocess.Popen(
+        [str(beth), "sense", "dns", "--out", str(out), "--duration", "6", "--host-name", "cli-test",
+         "--stats", str(stats)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    while proc.poll() is None:  # queries for the whole run (the CLI takes a moment to start)
+        exchange(f"a.{ZONE}", "A", "127.0.0.1")
+        time.sleep(0.2)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    df = load(out)
+    ours = df.filter(df["DnsQuery"] == f"a.{ZONE}")
+    assert ours.height >= 2 and set(ours["SensorId"].unique()) == {"cli-test"}
+    assert "['10.1.2.3']" in ours["DnsAnswer"].to_list()
+    assert "wrote" in err.decode() and json.loads(stats.read_text())["lost"] == 0

@@ -39,8 +39,8 @@ def sense_dns(
     host_name: str | None = typer.Option(
         None, "--host-name", help="Value of the SensorId column (default: this machine's host name)."
     ),
-    rcvbuf_mb: int = typer.Option(
-        32, "--rcvbuf-mb", min=1, help="Kernel socket buffer in MiB (larger rides out bursts without drops)."
+    ring_mb: int = typer.Option(
+        32, "--ring-mb", min=1, help="Kernel receive ring in MiB (larger rides out bursts without drops)."
     ),
     stats: Path | None = typer.Option(
         None, "--stats", help="Also write the final stats record (events, lost, malformed, ...) as JSON here."
@@ -58,7 +58,7 @@ def sense_dns(
         raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt == "parquet" and out == "-":
         raise UsageError("Parquet output needs a file name, not '-'")
-    sensor = DnsSensor(host_name, interface=interface, port=port, rcvbuf=rcvbuf_mb << 20)
+    sensor = DnsSensor(host_name, interface=interface, port=port, ring_bytes=ring_mb << 20)
     with sensor, EventWriter(out, FileKind.DNS, fmt) as writer:  # type: ignore[arg-type]
         _run(sensor, writer, duration)
         record = sensor.stats().to_record()
@@ -68,7 +68,7 @@ def sense_dns(
         f"malformed {record['malformed']:,}, duplicates {record['duplicates']:,}"
     )
     if record["lost"]:
-        line += " (socket buffer full: try a larger --rcvbuf-mb)"
+        line += " (receive ring full: try a larger --ring-mb)"
     err.print(line, style="yellow" if record["lost"] else None, soft_wrap=True)
     if stats is not None:
         stats.write_text(json.dumps(record, indent=2) + "\n")

@@ -16,7 +16,6 @@ import contextlib
 import ctypes
 import logging
 import os
-import select
 import socket
 import struct
 import time
@@ -28,18 +27,13 @@ from beth.errors import SensorError, UsageError
 from beth.events import DnsEvent
 from beth.sensors.base import SensorStats
 from beth.sensors.dns_capture import NotDns, RecentPackets, TcpStreams, bpf_program, pack_program, parse_ip
+from beth.sensors.dns_ring import PacketRing
 from beth.sensors.dns_wire import DnsWireError, class_name, parse_message, type_name
 
 log = logging.getLogger(__name__)
 
 ETH_P_ALL = 0x0003
-SOL_PACKET = 263
-PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
-SO_TIMESTAMPNS = 35
-SO_RCVBUFFORCE = 33
-_TIMESPEC = struct.Struct("qq")
-_ANC_SPACE = socket.CMSG_SPACE(_TIMESPEC.size)
 
 
 def dns_row(message_bytes: bytes, src: str, dst: str, when: float, host: str) -> DnsEvent:
@@ -83,7 +77,7 @@ class DnsSensor:
     host_name: the SensorId column (default: this machine's host name).
     interface: capture on one interface only (default: all).
     port: the DNS port to watch (53).
-    rcvbuf: socket receive buffer in bytes; a bigger one rides out longer bursts.
+    ring_bytes: size of the kernel's receive ring (memory-mapped); a bigger one rides out longer bursts.
     """
 
     name = "dns"
@@ -94,22 +88,22 @@ class DnsSensor:
         *,
         interface: str | None = None,
         port: int = 53,
-        rcvbuf: int = 32 * 1024 * 1024,
-        batch: int = 4096,
+        ring_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         if not 0 < port < 65536:
             raise UsageError(f"port {port} is not a TCP/UDP port")
+        if ring_bytes < 8192:
+            raise UsageError(f"a receive ring of {ring_bytes} bytes is too small (at least 8 KiB)")
         self.host = host_name or socket.gethostname()
-        self.interface, self.port, self.rcvbuf, self.batch = interface, port, rcvbuf, batch
+        self.interface, self.port, self.ring_bytes = interface, port, ring_bytes
         self._sock: socket.socket | None = None
+        self._ring: PacketRing | None = None
         self._filter_buf: ctypes.Array[ctypes.c_char] | None = None
         self._wake_r = self._wake_w = -1
         self._stopped = False
         self._stats = SensorStats("dns")
         self._tcp = TcpStreams()
         self._recent = RecentPackets()
-        self._buf = bytearray(65_536 * 4)
-        self._view = memoryview(self._buf)
         self._last_drop_check = 0.0
 
     # --- lifecycle ---
@@ -136,17 +130,18 @@ class DnsSensor:
             self._filter_buf = ctypes.create_string_buffer(prog, len(prog))
             fprog = struct.pack("HL", len(prog) // 8, ctypes.addressof(self._filter_buf))
             sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            block = 1 << 20 if self.ring_bytes >= 4 << 20 else 4096
+            self._ring = PacketRing(sock, block_bytes=block, blocks=self.ring_bytes // block)
             if self.interface is not None:
                 try:
                     sock.bind((self.interface, ETH_P_ALL))
                 except OSError:
                     raise SensorError(f"no network interface {self.interface!r}") from None
-            sock.setblocking(False)
-            sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)  # reset: count from now on
+            self._ring.drops()  # reset the counter: count from now on
         except BaseException:
+            if self._ring is not None:
+                self._ring.close()
+                self._ring = None
             sock.close()
             raise
         self._sock = sock
@@ -158,6 +153,9 @@ class DnsSensor:
     def close(self) -> None:
         if self._sock is not None:
             self._read_drops()
+            assert self._ring is not None
+            self._ring.close()
+            self._ring = None
             self._sock.close()
             self._sock = None
         for fd in (self._wake_r, self._wake_w):
@@ -179,26 +177,16 @@ class DnsSensor:
 
     def poll(self, timeout: float = 0.1) -> list[DnsEvent]:
         """DNS events of the packets that arrived, waiting at most `timeout` s for the first."""
-        sock = self._sock
-        if sock is None:
+        ring = self._ring
+        if ring is None:
             raise SensorError("the DNS sensor is not started")
-        ready, _, _ = select.select([sock, self._wake_r], [], [], timeout)
-        if self._wake_r in ready:
-            with contextlib.suppress(OSError):
-                os.read(self._wake_r, 64)
         events: list[DnsEvent] = []
-        recvmsg_into, buffers, view = sock.recvmsg_into, [self._buf], self._view
-        for _ in range(self.batch):
-            try:
-                n, anc, _flags, addr = recvmsg_into(buffers, _ANC_SPACE)
-            except BlockingIOError:
-                break
-            when = time.time()
-            for level, kind, data in anc:
-                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                    sec, nsec = _TIMESPEC.unpack_from(data)
-                    when = sec + nsec * 1e-9
-            self._packet(view[:n], addr, when, events)
+        if ring.wait(timeout, self._wake_r):
+            packet = self._packet
+            for data, proto, ifindex, _pkttype, when in ring.packets():
+                packet(data, proto, ifindex, when, events)
+        with contextlib.suppress(OSError):
+            os.read(self._wake_r, 64)
         now = time.monotonic()
         if now - self._last_drop_check > 0.5:
             self._last_drop_check = now
@@ -210,9 +198,9 @@ class DnsSensor:
         while not self._stopped:
             yield from self.poll(0.2)
 
-    def _packet(self, packet: memoryview, addr: tuple, when: float, events: list[DnsEvent]) -> None:
+    def _packet(self, packet: bytes, proto: int, ifindex: int, when: float, events: list[DnsEvent]) -> None:
         try:
-            seg = parse_ip(packet, addr[1], self.port)
+            seg = parse_ip(packet, proto, self.port)
         except NotDns:
             return  # not for us: only possible for packets queued before the filter was attached
         except (struct.error, ValueError):
@@ -228,7 +216,7 @@ class DnsSensor:
             self._stats.malformed += 1
             return
         for message in messages:
-            if not seg.tcp and self._recent.duplicate(seg, message, _addr_ifindex(addr), when):
+            if not seg.tcp and self._recent.duplicate(seg, message, ifindex, when):
                 self._stats.duplicates += 1
                 continue
             try:
@@ -237,12 +225,12 @@ class DnsSensor:
                 self._stats.malformed += 1
 
     def _read_drops(self) -> None:
-        if self._sock is None:
+        if self._ring is None:
             return
-        _packets, drops = struct.unpack("II", self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        drops = self._ring.drops()
         if drops:
             self._stats.lost += drops
-            log.warning("DNS sensor: the kernel dropped %d packet(s) (socket buffer full)", drops)
+            log.warning("DNS sensor: the kernel dropped %d packet(s) (receive ring full)", drops)
 
     def stats(self) -> SensorStats:
         self._read_drops()
@@ -255,14 +243,3 @@ def _ifindex(name: str) -> int | None:
         return socket.if_nametoindex(name)
     except OSError:
         return None
-
-
-_ifindex_cache: dict[str, int] = {}
-
-
-def _addr_ifindex(addr: tuple) -> int:
-    name = addr[0]
-    idx = _ifindex_cache.get(name)
-    if idx is None:
-        idx = _ifindex_cache[name] = _ifindex(name) or 0
-    return idx

@@ -121,3 +121,45 @@ def test_run_options_are_checked_before_anything_starts(tmp_path: Path) -> None:
     ):
         with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
             beth.run.Pipeline(beth.run.RunOptions(**kwargs))
+
+
+@pytest.mark.root
+@pytest.mark.broker
+@pytest.mark.slow
+def test_beth_run_publishes_both_sensors_to_a_broker_and_beth_collect_writes_them(tmp_path: Path) -> None:
+    from beth.collector import Collector
+    from beth.transport.broker import local_server
+    from beth.transport.nats import Endpoint, NatsSubscriber
+
+    marker = tmp_path / "beth-run-nats-marker.txt"
+    server = local_server(tmp_path / "broker").start()
+    try:
+        with dnsmasq(tmp_path / "dnsmasq.log"):
+            opts = beth.run.RunOptions(transport=server.url, host="beth-run-nats", stats_interval=1.0)
+            pipeline = beth.run.Pipeline(opts)
+            pipeline.start()
+            try:
+                for _ in range(10):
+                    _workload(marker)
+                    time.sleep(0.2)
+            finally:
+                summary = pipeline.close()
+        assert summary["acked"] == summary["published"] > 0
+        sensed = sum(s["events"] for s in summary["sensors"].values())
+        out = tmp_path / "logs"
+        with NatsSubscriber(Endpoint.parse(server.url)) as sub, Collector(sub, out) as c:
+            deadline = time.monotonic() + 30
+            while c.written < sensed and time.monotonic() < deadline:
+                c.step(0.2)
+            for _ in range(5):  # nothing more may come
+                c.step(0.1)
+        assert c.written == sensed  # every sensed event, once
+    finally:
+        server.stop()
+    raw = load(sorted(out.glob("labelled_*-beth-run-nats.csv")))
+    dns = load(sorted(out.glob("labelled_*-beth-run-nats-dns.csv")))
+    assert raw.filter(raw["args"].str.contains(marker.name, literal=True)).height > 0
+    assert f"a.{ZONE}" in dns["DnsQuery"].to_list()
+    stats = json.loads((out / STATS_FILE).read_text())["hosts"]["beth-run-nats"]
+    assert stats["process"]["rows"] + stats["dns"]["rows"] == c.written
+    assert {s["sensor"] for s in stats["sensors"]} == {"process", "dns"}

@@ -272,3 +272,18 @@ def test_sensor_stats_messages_are_kept_as_counters_only(tmp_path: Path) -> None
         {},
     ]
     assert host["rejected"] == 1  # the stats message without a sensors list
+
+
+def test_rows_only_polars_refuses_are_found_by_bisection_among_many_good_ones() -> None:
+    events = list(process_events("h", 2000))
+    deliveries = [Delivery("h", "process", "r", i + 1, line=csv_line(e)) for i, e in enumerate(events)]
+    # An integer beyond int64 looks like a number to the cheap check; only the schema parse refuses it.
+    fields = deliveries[1234].text().split(",", 2)
+    deliveries[1234].line = ",".join([fields[0], "99999999999999999999999", fields[2]])
+    deliveries[99].line = "garbage"
+    ok, bad = check_rows("process", deliveries)
+    assert len(ok) == 1998
+    assert sorted((d.seq, why) for d, why in bad) == [
+        (100, "expected 16 fields, found 1"),
+        (1235, "a field does not fit the process schema"),
+    ]

@@ -273,3 +273,28 @@ def test_collector_subscriber_sees_a_broker_restart_and_carries_on(
         stop.set()
         t.join()
     assert load(logs(tmp_path)["h"][0])["threadId"].to_list() == list(range(400))
+
+
+def test_beth_broker_runs_a_jetstream_server_until_interrupted(tmp_path: Path) -> None:
+    from beth.transport.broker import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BETH), "broker", "--dir", str(tmp_path / "b"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        line = proc.stdout.readline().decode().strip()  # type: ignore[union-attr]
+        assert line == f"nats://127.0.0.1:{port}"
+        ch = Channel("h", "process")
+        with NatsPublisher(Endpoint.parse(line)) as pub:  # creates the stream: JetStream is on
+            for e in process_events("h", 10):
+                pub.publish(ch.wrap(e))
+            pub.flush(10)
+            assert pub.stats().acked == 10
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    assert proc.returncode == 0, proc.stderr.read().decode()  # type: ignore[union-attr]
+    assert (tmp_path / "b" / "nats-server.conf").exists() and (tmp_path / "b" / "jetstream").is_dir()

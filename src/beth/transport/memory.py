@@ -3,8 +3,8 @@
 A `MemoryBus` fans every published envelope out to each subscriber's queue (the collector and, when
 running, the live detector each see every event). Queues are bounded: a publisher blocks when a
 subscriber is `capacity` events behind, so a slow disk slows the sensors (whose kernel-side counters
-then report what was dropped) instead of growing memory without limit. Nothing is serialised: the
-envelope objects themselves travel.
+then report what was dropped) instead of growing memory without limit; 250,000 events (a few hundred
+MB) by default. Nothing is serialised: the envelope objects themselves travel.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from beth.transport.envelope import Envelope, host_token
 class MemoryBus:
     """In-process fan-out of envelopes to subscribers."""
 
-    def __init__(self, capacity: int = 1_000_000) -> None:
+    def __init__(self, capacity: int = 250_000) -> None:
         self.capacity = capacity
         self._subs: list[MemorySubscriber] = []
         self._lock = threading.Lock()

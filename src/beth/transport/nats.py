@@ -5,7 +5,8 @@ JetStream stores a retried message once. Acks are pipelined: up to `max_in_fligh
 unacknowledged at a time; each PubAck arrives on a per-message reply subject. A message not acked
 within `ack_timeout` (broker restarting, stream missing) is sent again, as is everything unacked after
 a reconnect; the collector restores order by sequence number. Nothing is dropped: when the broker is
-away, `publish` queues up to `max_queued` events and then blocks.
+away, `publish` queues up to `max_queued` events (250,000 by default) and then blocks, so the sensors'
+kernel buffers fill and count what they drop.
 
 Subscriber (collector): a durable pull consumer (`beth-collector`, ack policy "all") on the `BETH`
 stream. It is re-created at start from its own ack floor, so messages a crashed collector had
@@ -263,7 +264,7 @@ class NatsPublisher(Publisher):
         endpoint: Endpoint,
         *,
         max_in_flight: int = 20_000,
-        max_queued: int = 1_000_000,
+        max_queued: int = 250_000,
         ack_timeout: float = 5.0,
         connect_timeout: float = 10.0,
         create_stream: bool | None = None,

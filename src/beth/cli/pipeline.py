@@ -81,8 +81,8 @@ def run_cmd(
         "memory",
         "--transport",
         "-t",
-        help="'memory' (sensors, transport and collector in this process) or nats://HOST:PORT to "
-        "publish to a broker (collect there with `beth collect`).",
+        help="'memory' (sensors, transport and collector in this process), or nats://HOST:PORT "
+        "(tls://HOST:PORT with --creds/--ca) to publish to a broker and collect there with `beth collect`.",
     ),
     creds: Path | None = typer.Option(None, "--creds", help=CREDS_HELP),
     ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),
@@ -189,7 +189,13 @@ def _print_collector(stats: dict[str, Any]) -> None:
 
 @app.command("collect")
 def collect_cmd(
-    transport: str = typer.Option(..., "--transport", "-t", help="The broker: nats://HOST:PORT."),
+    transport: str = typer.Option(
+        ...,
+        "--transport",
+        "-t",
+        help="The broker: nats://HOST:PORT, or tls://HOST:PORT with --creds/--ca for a broker from "
+        "`beth broker init`.",
+    ),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Directory for the per-host logs."),
     creds: Path | None = typer.Option(None, "--creds", help=CREDS_HELP),
     ca: Path | None = typer.Option(None, "--ca", help=CA_HELP),

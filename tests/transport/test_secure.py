@@ -372,3 +372,36 @@ def test_beth_broker_init_from_the_command_line(tmp_path: Path) -> None:
     assert "beth broker --dir" in buf.getvalue()
     cert = pki.check_client_pem(d / "hosts" / "web-1.pem")
     assert pki.common_name(cert) == "host.web-1"
+
+
+@pytest.mark.slow
+def test_beth_collect_with_credentials_from_the_command_line(
+    broker: tuple[BrokerFiles, NatsServer], tmp_path: Path
+) -> None:
+    files, server = broker
+    out = tmp_path / "logs"
+    beth = Path(sys.executable).with_name("beth")
+    pub = publisher(server, files.hosts["honeypot-b"], files.ca)
+    ch = Channel("honeypot-b", "process")
+    events = list(process_events("honeypot-b", 500))
+    for e in events:
+        pub.publish(ch.wrap(e))
+    pub.flush(10)
+    pub.close()
+    proc = subprocess.run(
+        [str(beth), "collect", "--transport", url(server), "--creds", str(files.collector),
+         "--ca", str(files.ca), "--out", str(out), "--duration", "8"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr.decode()
+    df = load(sorted(out.glob("labelled_*-honeypot-b.csv")))
+    assert df.height >= 500  # earlier tests' honeypot-b events may still be waiting in the stream
+    assert df["threadId"].to_list()[-500:] == list(range(500))
+    # Host credentials cannot collect: the broker refuses the consumer API to them.
+    bad = subprocess.run(
+        [str(beth), "collect", "--transport", url(server), "--creds", str(files.hosts["honeypot-a"]),
+         "--ca", str(files.ca), "--out", str(tmp_path / "x"), "--duration", "1"],
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 4
+    assert "beth: error:" in bad.stderr.decode() and "permissions violation" in bad.stderr.decode()

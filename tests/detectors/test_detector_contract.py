@@ -21,6 +21,7 @@ from beth.errors import DataError, UsageError
 from beth.features import distinct_rows
 
 from .contract_data import OUTLIER, benign
+from .test_dose import QUICK_DOSE, dose_outlier
 
 
 def _against_svm_weights(det: Detector, X: np.ndarray) -> np.ndarray:
@@ -46,6 +47,7 @@ CASES: dict[str, Case] = {
     "rcov": Case(),
     "svm": Case(outlier=_against_svm_weights),
     "ifor": Case(),
+    "dose": Case(params=QUICK_DOSE, outlier=dose_outlier),
 }
 
 METHODS = list(CASES)

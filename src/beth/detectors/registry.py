@@ -49,6 +49,7 @@ METHODS: dict[str, Method] = {
         Method(
             "ifor", "Isolation forest", "beth.detectors.classic:WhitenedIsolationForest", paper_auroc=0.850
         ),
+        Method("dose", "VAE + DoSE-SVM", "beth.detectors.dose:DoSE", uses_validation=True, paper_auroc=0.698),
     )
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,16 @@ def test_distinct_rows_matches_numpy_unique(splits: pl.DataFrame) -> None:
     assert np.array_equal(folded.counts, counts)
     assert np.array_equal(folded.expand(folded.rows), X)
     assert folded.rows.shape[0] < X.shape[0] / 5  # the fact the benchmark's speed rests on
+
+
+def test_live_events_compare_with_the_sensing_hosts_mount_namespace() -> None:
+    """Kernels number the host's mount namespace differently; live encoding takes it as a parameter."""
+    from beth.sensors.kernel import host_mount_namespace
+
+    here = host_mount_namespace(("/nonexistent/ns/mnt", "/proc/self/ns/mnt"))
+    assert here == os.stat("/proc/self/ns/mnt").st_ino
+    event = ProcessEvent(1.0, 100, 100, 1, 0, here, "ps", "h", 257, "openat", [], 4, 3, [])
+    assert encode_event(event, host_mnt_ns=here)[3] == 0  # the host itself
+    assert encode_event(event)[3] == int(here != 4026531840)  # BETH's number: a container unless equal
+    df = pl.DataFrame([event.to_record()]).drop("stackAddresses", "args")
+    assert encode(df, host_mnt_ns=here).row(0) == encode_event(event, host_mnt_ns=here)

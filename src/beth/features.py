@@ -5,7 +5,7 @@
 | processId       | 0 if in {0, 1, 2} else 1                                            |
 | parentProcessId | 0 if in {0, 1, 2} else 1                                            |
 | userId          | 0 if < 1000 else 1                                                  |
-| mountNamespace  | 0 if == 4026531840 (the host's mount namespace) else 1              |
+| mountNamespace  | 0 if == the host's mount namespace (4026531840 on BETH's hosts) else 1 |
 | eventId         | as is (vocabulary 0..1010 for the categorical VAE)                  |
 | argsNum         | as is                                                               |
 | returnValue     | authors' codes: 0 zero, 1 positive, 2 negative (`returns="authors"`) |
@@ -15,6 +15,10 @@ The authors' code uses the 0/1/2 codes for every model (they index embeddings), 
 default and what the benchmark reproduces. Two implementations compute the same values: `encode`
 over a whole table (polars expressions) and `encode_event` for one live event (plain Python, a few
 hundred nanoseconds); a test holds them equal.
+
+The host's own mount namespace inode depends on the kernel (4026531840 on BETH's 2021 hosts,
+4026531832 on a 6.18 kernel), so encoding live events takes `host_mnt_ns=` from the sensing host
+(`beth.sensors.kernel.host_mount_namespace()`); for BETH files the default is right.
 
 The encoded splits have few distinct rows (hundreds, against a million events), so `distinct_rows`
 lets deterministic scorers work on those and broadcast back, exactly.
@@ -42,7 +46,7 @@ FEATURES: tuple[str, ...] = (
     "returnValue",
 )
 
-#: Mount namespace inode of the initial (host) namespace on Linux.
+#: Inode of the initial (host) mount namespace on BETH's hosts; other kernels number it differently.
 HOST_MOUNT_NAMESPACE = 4026531840
 #: First uid of regular (non-system) users on Debian/Ubuntu.
 FIRST_REGULAR_UID = 1000
@@ -60,7 +64,7 @@ def _return_codes(returns: str) -> tuple[int, int, int]:
         raise UsageError(f"returns must be one of {', '.join(RETURN_CODES)}, not {returns!r}") from None
 
 
-def feature_exprs(returns: Returns = "authors") -> list[pl.Expr]:
+def feature_exprs(returns: Returns = "authors", host_mnt_ns: int = HOST_MOUNT_NAMESPACE) -> list[pl.Expr]:
     """Polars expressions computing the seven features from the raw BETH columns."""
     zero, pos, neg = _return_codes(returns)
     rv = pl.col("returnValue")
@@ -68,14 +72,16 @@ def feature_exprs(returns: Returns = "authors") -> list[pl.Expr]:
         (~pl.col("processId").is_in(KERNEL_PIDS)).cast(pl.Int64).alias("processId"),
         (~pl.col("parentProcessId").is_in(KERNEL_PIDS)).cast(pl.Int64).alias("parentProcessId"),
         (pl.col("userId") >= FIRST_REGULAR_UID).cast(pl.Int64).alias("userId"),
-        (pl.col("mountNamespace") != HOST_MOUNT_NAMESPACE).cast(pl.Int64).alias("mountNamespace"),
+        (pl.col("mountNamespace") != host_mnt_ns).cast(pl.Int64).alias("mountNamespace"),
         pl.col("eventId").cast(pl.Int64),
         pl.col("argsNum").cast(pl.Int64),
         pl.when(rv > 0).then(pos).when(rv < 0).then(neg).otherwise(zero).cast(pl.Int64).alias("returnValue"),
     ]
 
 
-def encode(df: pl.DataFrame, returns: Returns = "authors") -> pl.DataFrame:
+def encode(
+    df: pl.DataFrame, returns: Returns = "authors", host_mnt_ns: int = HOST_MOUNT_NAMESPACE
+) -> pl.DataFrame:
     """The seven Appendix-A features of every row of a process table (raw or nested)."""
     missing = [c for c in FEATURES if c not in df.columns]
     if missing:
@@ -86,10 +92,14 @@ def encode(df: pl.DataFrame, returns: Returns = "authors") -> pl.DataFrame:
             f"cannot encode features: column(s) {', '.join(nulls)} hold missing values "
             "(the 13-column per-host files have no mountNamespace)"
         )
-    return df.select(feature_exprs(returns))
+    return df.select(feature_exprs(returns, host_mnt_ns))
 
 
-def encode_event(event: ProcessEvent | Mapping[str, Any], returns: Returns = "authors") -> tuple[int, ...]:
+def encode_event(
+    event: ProcessEvent | Mapping[str, Any],
+    returns: Returns = "authors",
+    host_mnt_ns: int = HOST_MOUNT_NAMESPACE,
+) -> tuple[int, ...]:
     """The same seven features for one event (live path); equal to `encode` on a one-row table."""
     zero, pos, neg = _return_codes(returns)
     get = event.__getitem__ if isinstance(event, Mapping) else event.__getattribute__
@@ -98,7 +108,7 @@ def encode_event(event: ProcessEvent | Mapping[str, Any], returns: Returns = "au
         int(get("processId") not in KERNEL_PIDS),
         int(get("parentProcessId") not in KERNEL_PIDS),
         int(get("userId") >= FIRST_REGULAR_UID),
-        int(get("mountNamespace") != HOST_MOUNT_NAMESPACE),
+        int(get("mountNamespace") != host_mnt_ns),
         int(get("eventId")),
         int(get("argsNum")),
         pos if rv > 0 else neg if rv < 0 else zero,

@@ -104,3 +104,19 @@ def has_tracepoint(name: str, btf: str = "/sys/kernel/btf/vmlinux") -> bool:
         return b"\0btf_trace_" + name.encode() + b"\0" in Path(btf).read_bytes()
     except OSError:
         return False
+
+
+def host_mount_namespace(candidates: tuple[str, ...] = ("/proc/1/ns/mnt", "/proc/self/ns/mnt")) -> int:
+    """Inode of the host's initial mount namespace, the reference for the mountNamespace feature of
+    live events (kernels number it differently: 4026531840 on BETH's hosts, 4026531832 on 6.18).
+
+    init's namespace when it can be read; otherwise this process's own (the sensor runs on the host,
+    and some sandboxes refuse to show pid 1's namespaces even to root).
+    """
+    for path in candidates:
+        try:
+            link = os.readlink(path)  # "mnt:[4026531832]"
+        except OSError:
+            continue
+        return int(link[link.index("[") + 1 : link.rindex("]")])
+    raise SensorError(f"cannot read the host's mount namespace from {' or '.join(candidates)}")

@@ -50,7 +50,7 @@ def test_missing_split_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 def test_unknown_method_is_one_line_listing_known_methods(tmp_path: Path) -> None:
     line = one_line_error(beth("bench", "--data", tmp_path, "--methods", "rcov,lof"))
-    assert line == "beth: error: unknown method 'lof'; known methods: rcov, svm, ifor"
+    assert line == "beth: error: unknown method 'lof'; known methods: rcov, svm, ifor, dose"
 
 
 def test_test_split_without_positives_is_one_line(tmp_path: Path) -> None:

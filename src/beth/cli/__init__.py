@@ -22,6 +22,7 @@ from beth.cli import pipeline as _pipeline  # noqa: F401  isort: skip
 from beth.cli import synth as _synth  # noqa: F401  isort: skip
 from beth.cli import sense_process as _sense_process  # noqa: F401  isort: skip
 from beth.cli import demo as _demo  # noqa: F401  isort: skip
+from beth.cli import tune as _tune  # noqa: F401  isort: skip
 
 
 def main(argv: list[str] | None = None) -> None:

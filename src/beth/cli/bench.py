@@ -39,16 +39,37 @@ def bench(
         "--jobs",
         help="Seeds fitted at once in worker processes (-1: one per CPU). Results do not depend on it.",
     ),
+    tuned: list[Path] = typer.Option(
+        [],
+        "--tuned",
+        help="A tuning result (OUT/tuned-dose.json from `beth tune dose`): its method runs with the tuned "
+        "parameters instead of the paper's configuration. Repeatable.",
+    ),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Reuse the checkpoints and statistics a previous run with the same data, seeds and "
+        "parameters left in OUT/work/ (dose's VAEs), instead of training again.",
+    ),
 ) -> None:
     """Train each method's seed ensemble on the training split, score the test split, and report AUROC
     (and AUPRC) under both protocols: `paper` (mean of the seeds' 0/1 predictions, the authors'
     procedure) and `scores` (mean of the seeds' standardized scores), for labels `sus` and `evil`."""
+    from beth.cli.tune import read_tuned
     from beth.evaluation.bench import run_benchmark  # scikit-learn: imported only when a benchmark runs
 
+    params = dict(read_tuned(path) for path in tuned)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=err, transient=True) as progress:
         result = run_benchmark(
-            data, methods, seeds, out_dir, progress=progress, n_jobs=None if jobs == 1 else jobs
+            data,
+            methods,
+            seeds,
+            out_dir,
+            progress=progress,
+            n_jobs=None if jobs == 1 else jobs,
+            params=params,
+            resume=resume,
         )
     out.print(result.table())
     for name in ("results.md", "results.csv", "results.json"):

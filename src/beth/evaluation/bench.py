@@ -14,6 +14,7 @@ numbers equal those of scoring every row (tests and benchmarks/bench_classic.py 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -259,12 +260,15 @@ def run_benchmark(
     n_jobs: int | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     labels: Sequence[str] = LABELS,
+    resume: bool = False,
 ) -> BenchResult:
     """Run the benchmark on the split files in `data_dir`; write results there if `out_dir` is given.
 
     `methods`: registered names ("rcov,svm,ifor" or a list); `seeds`: a count (1..n, the paper's 5)
     or explicit seeds; `n_jobs`: members fitted in parallel processes (None: one after another);
     `params`: per-method detector parameters; `progress`: a rich Progress to advance.
+    Methods that keep files (a `work_dir` parameter: dose's checkpoints and statistics) keep them in
+    `out_dir/work/<method>`; `resume=True` lets them reuse what a run with the same inputs left there.
     Raises UsageError (unknown method, bad seeds) or DataError (missing split file, a test label
     without positives or negatives) before any model is fitted.
     """
@@ -276,6 +280,12 @@ def run_benchmark(
     if unknown:
         raise UsageError(f"parameters given for methods not run: {', '.join(sorted(unknown))}")
     params = {m.name: dict((params or {}).get(m.name, {})) for m in chosen}
+    if resume and out_dir is None:
+        raise UsageError("resume needs an output directory: it reuses the files a run left there")
+    for m in chosen:
+        if out_dir is not None and "work_dir" in inspect.signature(m.factory()).parameters:
+            params[m.name].setdefault("work_dir", str(Path(out_dir) / "work" / m.name))
+            params[m.name].setdefault("resume", resume)
     if n_jobs is not None and (
         isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs in (0,) or n_jobs < -1
     ):

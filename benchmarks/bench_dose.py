@@ -52,9 +52,31 @@ from beth.features import FEATURES, distinct_rows, encode, to_matrix
 CPU = torch.device("cpu")
 
 
-def load_splits(data: Path) -> dict[str, np.ndarray]:
+def load_splits(data: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The encoded splits, and the test split's `sus` labels."""
     files = find_splits(data)
-    return {s: to_matrix(encode(load(f.path, columns=list(FEATURES)))) for s, f in files.items()}
+    splits, sus = {}, None
+    for s, f in files.items():
+        df = load(f.path, columns=[*FEATURES, "sus"])
+        splits[s] = to_matrix(encode(df))
+        if s == "testing":
+            sus = df.get_column("sus").to_numpy()
+    return splits, sus
+
+
+def section_diagnose(splits: dict[str, np.ndarray], sus: np.ndarray) -> dict:
+    """One seed's AUROC on test `sus`: the DoSE-SVM score, and each statistic on its own (either sign)."""
+    from sklearn.metrics import roc_auc_score
+
+    from beth.detectors.dose import STATISTICS, DoSE
+
+    det = DoSE(random_state=1, device="cpu").fit(splits["training"], X_val=splits["validation"])
+    stats = det.statistics(splits["testing"])
+    out = {"dose_svm": roc_auc_score(sus, det.score_samples(splits["testing"]))}
+    for j, name in enumerate(STATISTICS):
+        out[name] = roc_auc_score(sus, stats[:, j])
+    out["svm_coef"] = det.svm_.estimator_.coef_.tolist()
+    return out
 
 
 def section_full(data: Path, seeds: int, jobs: int) -> dict:
@@ -251,6 +273,15 @@ def report(res: dict) -> None:
             )
 
 
+def report_diagnose(d: dict) -> None:
+    print("\n### seed 1, AUROC on test sus: DoSE-SVM and each statistic alone (0.5 = chance; < 0.5 inverted)")
+    print(
+        f"- DoSE-SVM score: {d['dose_svm']:.3f}; SVM weights on the whitened statistics: "
+        f"{np.round(d['svm_coef'], 5).tolist()}"
+    )
+    print("- " + ", ".join(f"{k} {v:.3f}" for k, v in d.items() if k not in ("dose_svm", "svm_coef")))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="directory with the three split files (default: generate synthetic ones)")
@@ -261,6 +292,7 @@ def main() -> None:
     ap.add_argument("--stat-rows", type=int, default=2000, help="rows scored by the statistics contenders")
     ap.add_argument("--quality-seeds", type=int, default=0)
     ap.add_argument("--skip-full", action="store_true")
+    ap.add_argument("--diagnose", action="store_true", help="AUROC of each DoSE statistic alone (seed 1)")
     ap.add_argument("--json", help="also write the numbers here")
     args = ap.parse_args()
     res: dict = {"load_start": os.getloadavg(), "every": args.every}
@@ -275,14 +307,18 @@ def main() -> None:
             for jobs in (int(j) for j in args.jobs.split(",")):
                 res["full"].append({**section_full(data, args.seeds, jobs), "seeds": args.seeds})
                 print(f"full --jobs {jobs}: {res['full'][-1]['wall_s']:.1f} s", file=sys.stderr, flush=True)
-        splits = load_splits(data)
+        splits, sus = load_splits(data)
     with torch_threads(1):
         res["epoch"] = section_epoch(splits, args.every, args.epochs)
         model = res["epoch"].pop("_model")
         res["statistics"] = section_statistics(splits, args.every, args.stat_rows, model)
         if args.quality_seeds:
             res["quality"] = section_quality(splits, args.quality_seeds)
+        if args.diagnose:
+            res["diagnose"] = section_diagnose(splits, sus)
     report(res)
+    if "diagnose" in res:
+        report_diagnose(res["diagnose"])
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2, default=str))
 

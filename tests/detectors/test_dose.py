@@ -221,6 +221,8 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
     names = {p.name.split("-", 2)[-1] for p in tmp_path.iterdir()}  # seed4-<key>-<what>
     assert {"vae.pt", "statistics-training.npz", "statistics-validation.npz"} < names
     assert len([n for n in names if n.startswith("statistics-scored-")]) == 1
+    assert (tmp_path / f"seed4-{first.key_}-vae.pt").exists()
+    assert (tmp_path / f"seed4-{first.stats_key_}-statistics-training.npz").exists()
     assert not first.resumed_
 
     again = DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)
@@ -232,6 +234,9 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
     assert not fresh.resumed_
     changed = DoSE(**{**params, "hidden": 21}, resume=True).fit(TRAIN, X_val=VAL)
     assert not changed.resumed_, "another configuration never reuses a checkpoint"
+    more = DoSE(**{**params, "mc_passes": 6}, resume=True).fit(TRAIN, X_val=VAL)
+    assert more.resumed_ and more.stats_key_ != first.stats_key_, "same VAE, statistics computed anew"
+    assert not np.array_equal(more.statistics(VAL[:50]), first.statistics(VAL[:50]))
     other_data = DoSE(**params, resume=True).fit(TRAIN[:1500], X_val=VAL)
     assert not other_data.resumed_
 

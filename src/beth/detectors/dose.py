@@ -130,10 +130,10 @@ class DoSE(Detector):
     def _seed(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)
 
-    def _path(self, suffix: str) -> Path | None:
+    def _path(self, suffix: str, key: str) -> Path | None:
         if self.work_dir is None:
             return None
-        return Path(self.work_dir) / f"seed{self._seed}-{self.key_}-{suffix}"
+        return Path(self.work_dir) / f"seed{self._seed}-{key}-{suffix}"
 
     # -- the contract ----------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
@@ -156,6 +156,8 @@ class DoSE(Detector):
                 None if val is None else val.rows,
                 None if val is None else val.counts,
             )
+            # Statistics also depend on how they are computed: their files carry a key of their own.
+            self.stats_key_ = fingerprint(self.key_, self.mc_passes, self.iwae_samples, self.aggregate_size)
             self._train_vae(config, train, val, device)
             self.timings_["train"] = time.perf_counter() - t0
 
@@ -195,7 +197,7 @@ class DoSE(Detector):
 
     # -- the pieces --------------------------------------------------------------------------------
     def _train_vae(self, config: TrainConfig, train, val, device: torch.device) -> None:
-        path = self._path("vae.pt")
+        path = self._path("vae.pt", self.key_)
         saved = load_checkpoint(path) if (path is not None and self.resume) else None
         model = CategoricalVAE(self.vocabulary_.sizes, config.hidden).to(device)
         if saved is not None and saved.get("key") == self.key_:
@@ -231,7 +233,7 @@ class DoSE(Detector):
         if rows_key in self.statistics_:
             return self.statistics_[rows_key]
         name = f"statistics-{what}.npz" if what != "scored" else f"statistics-scored-{rows_key}.npz"
-        path = self._path(name)
+        path = self._path(name, self.stats_key_)
         stats = load_statistics(path, codes) if (path is not None and self.resume) else None
         if stats is None:
             stats = dose_statistics(

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import time
 from pathlib import Path
-from types import FrameType
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from beth.cli.app import err
-from beth.cli.sense import sense_app
-from beth.data.write import FORMATS, EventWriter, format_of
+from beth.cli.sense import capture, output_format, sense_app
+from beth.data.write import FORMATS, EventWriter
 from beth.errors import UsageError
 from beth.schema import FileKind
 from beth.sensors.process import ProcessSensor
@@ -76,11 +72,7 @@ def sense_process(
     Events the kernel could not hand over (ring buffer full) are counted per CPU and reported on
     stderr and in --stats; they are never dropped silently.
     """
-    fmt = fmt or ("csv" if out == "-" else format_of(out))
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown output format {fmt!r} (choose from {', '.join(FORMATS)})")
-    if fmt == "parquet" and out == "-":
-        raise UsageError("Parquet output needs a file name, not '-'")
+    fmt = output_format(out, fmt)
     ring_bytes = ring_mb << 20
     if ring_mb & (ring_mb - 1):
         raise UsageError(f"--ring-mb {ring_mb} is not a power of two")
@@ -105,7 +97,7 @@ def sense_process(
         until = f"for {duration:g} s" if duration is not None else "until Ctrl-C"
         err.print(f"beth sense process: tracing {len(sensor.selected)} event types {until}", soft_wrap=True)
         try:
-            _run(sensor, writer, duration)
+            capture(sensor, writer, duration, label="process sensor", unit="events")
         except BrokenPipeError:  # `... --out - | head`: the reader is gone; stop like any pipeline stage
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             closed = True
@@ -115,39 +107,6 @@ def sense_process(
     if closed:
         err.print(f"beth sense process: the output was closed after {writer.rows:,} events", soft_wrap=True)
     _report(record, writer.rows, out, stats)
-
-
-def _run(sensor: ProcessSensor, writer: EventWriter, duration: float | None) -> None:
-    """Write events until the duration is over or SIGINT/SIGTERM; then what was still buffered."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        sensor.stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    start = time.monotonic()
-    deadline = None if duration is None else start + duration
-    columns = [SpinnerColumn(), TextColumn("[bold]process sensor")]
-    if duration is not None:
-        columns.append(BarColumn())
-    columns += [TimeElapsedColumn(), TextColumn("{task.fields[events]:,} events  {task.fields[lost]:,} lost")]
-    try:
-        with Progress(*columns, console=err, transient=False) as progress:
-            task = progress.add_task("sense", total=duration, events=0, lost=0)
-            last = 0.0
-            while not sensor.stopped:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
-                writer.write_all(sensor.poll(timeout))
-                if now - last > 0.5:
-                    last = now
-                    progress.update(task, completed=now - start, events=writer.rows, lost=sensor.stats().lost)
-            writer.write_all(sensor.drain())
-            progress.update(task, completed=duration or 0, events=writer.rows, lost=sensor.stats().lost)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _report(record: dict, rows: int, out: str, stats: Path | None) -> None:

@@ -53,12 +53,21 @@ class Sensor(Protocol):
         """Events that arrived, waiting at most `timeout` seconds for the first one."""
         ...
 
+    def drain(self) -> list[Event]:
+        """Everything already captured, without waiting (the last read before stopping)."""
+        ...
+
     def __iter__(self) -> Iterator[Event]:
         """Events as they arrive, until `stop()` is called."""
         ...
 
     def stop(self) -> None:
         """Make a running iteration end soon; safe from other threads and signal handlers."""
+        ...
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop()` was called."""
         ...
 
     def stats(self) -> SensorStats: ...

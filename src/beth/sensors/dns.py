@@ -194,6 +194,10 @@ class DnsSensor:
         self._stats.events += len(events)
         return events
 
+    def drain(self) -> list[DnsEvent]:
+        """The events of the packets already in the receive ring, without waiting."""
+        return self.poll(0)
+
     def __iter__(self) -> Iterator[DnsEvent]:
         while not self._stopped:
             yield from self.poll(0.2)

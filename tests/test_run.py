@@ -7,7 +7,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,9 +17,8 @@ import beth.cli
 import beth.run  # imported before a test drops privileges
 from beth.collector import STATS_FILE
 from beth.data.load import load
+from cli_runner import BETH
 from dns_server import ZONE, dnsmasq
-
-BETH = Path(sys.executable).with_name("beth")
 
 
 def _workload(marker: Path) -> None:
@@ -37,7 +35,7 @@ def test_beth_run_for_10_seconds_writes_both_loadable_logs(tmp_path: Path) -> No
     out, marker = tmp_path / "logs", tmp_path / "beth-run-marker.txt"
     with dnsmasq(tmp_path / "dnsmasq.log"):
         proc = subprocess.Popen(
-            [str(BETH), "run", "--out", str(out), "--duration", "10", "--host-name", "beth-run-test"],
+            [*BETH, "run", "--out", str(out), "--duration", "10", "--host-name", "beth-run-test"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

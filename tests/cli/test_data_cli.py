@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from beth.data.load import discover, load
-
-BETH = [sys.executable, "-m", "beth"]
-
-
-def beth(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BETH, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"COLUMNS": "200", "PATH": ""},
-    )
+from cli_runner import run_beth as beth
 
 
 def test_info_prints_the_label_table(samples: Path) -> None:

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from beth.data.load import find_splits
 from beth.data.synth import split_sizes
-
-BETH = [sys.executable, "-m", "beth"]
-
-
-def beth(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BETH, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"COLUMNS": "200", "PATH": ""},
-    )
+from cli_runner import run_beth as beth
 
 
 def test_synth_writes_three_marked_splits(tmp_path: Path) -> None:

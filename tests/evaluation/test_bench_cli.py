@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+from cli_runner import run_beth as beth
+
 from .splits import write_splits
-
-
-def beth(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "beth", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"COLUMNS": "200", "PATH": ""},
-    )
 
 
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from beth.data.synth import write_synthetic
 from beth.evaluation.bench import run_benchmark
+from cli_runner import run_beth as beth
 
 
 @pytest.fixture(scope="module")
@@ -31,10 +30,6 @@ def test_isolation_forest_ranks_the_attack_rows_above_benign_ones(synthetic: Pat
 
 @pytest.mark.slow  # two CLI processes (~10 s)
 def test_beth_synth_then_beth_bench_from_the_command_line(tmp_path: Path) -> None:
-    def beth(*args: str | Path) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "beth", *map(str, args)]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={"COLUMNS": "200"})
-
     made = beth("synth", tmp_path / "data", "--rows", "20000", "--seed", "1")
     assert made.returncode == 0, made.stderr
     res = beth("bench", "--data", tmp_path / "data", "--seeds", "2", "--out", tmp_path / "out")

@@ -17,10 +17,10 @@ import pytest
 from beth import features
 from beth.data.load import load
 from beth.schema import PROCESS_COLUMNS
+from cli_runner import BETH
 
 pytestmark = pytest.mark.root
 WORKLOAD = Path(__file__).parent / "workloads" / "ground_truth.py"
-BETH = [sys.executable, "-m", "beth"]
 
 
 def _sense(out: Path, *extra: str, env: dict | None = None) -> tuple[dict, str]:

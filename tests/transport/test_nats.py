@@ -30,11 +30,11 @@ from beth.schema import FileKind
 from beth.transport.broker import NatsServer, local_server
 from beth.transport.envelope import Channel
 from beth.transport.nats import Endpoint, NatsPublisher, NatsSubscriber
+from cli_runner import BETH
 from sample_events import dns_events, process_events
 
 pytestmark = pytest.mark.broker
 HERE = Path(__file__).parent
-BETH = Path(sys.executable).with_name("beth")
 
 
 @pytest.fixture
@@ -178,7 +178,7 @@ def _written(out: Path) -> int:
 def _start_collector(url: str, out: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as fh:
         return subprocess.Popen(
-            [str(BETH), "collect", "--transport", url, "--out", str(out)],
+            [*BETH, "collect", "--transport", url, "--out", str(out)],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env={**os.environ, "COLUMNS": "120"},
@@ -280,7 +280,7 @@ def test_beth_broker_runs_a_jetstream_server_until_interrupted(tmp_path: Path) -
 
     port = free_port()
     proc = subprocess.Popen(
-        [str(BETH), "broker", "--dir", str(tmp_path / "b"), "--port", str(port)],
+        [*BETH, "broker", "--dir", str(tmp_path / "b"), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

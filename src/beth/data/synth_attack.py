@@ -27,7 +27,7 @@ from beth.data.synth_benign import (
     user_sshd_activity,
 )
 from beth.data.synth_hosts import KIT_FILES
-from beth.data.synth_syscalls import PROC_DEV, exit_, fopen, ld_so, missing, proc_file, ptr, spawn
+from beth.data.synth_syscalls import PROC_DEV, exit_, fopen, fork, ld_so, missing, proc_file, ptr, spawn
 from beth.data.synth_template import Block, Ev, Fmt, Pool, Proc, Template, Var, ev, rep, template
 
 EVIL = (1, 1)
@@ -75,16 +75,7 @@ def _session(sysd: int, mon: int, child: int, user: int, journal: int) -> list[E
     rows += syslog(mon, 5)
     rows += [ev("cap_capable", proc=journal, cap="CAP_SYS_PTRACE", times=(3, 3))]
     rows += [
-        ev(
-            "clone",
-            Var("pid", user),
-            proc=mon,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(user, proc=mon),
         ev("cap_capable", proc=mon, cap="CAP_SETGID"),
         ev("setgid", proc=user, gid=UID),
         ev("cap_capable", proc=mon, cap="CAP_SETUID"),

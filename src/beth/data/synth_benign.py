@@ -21,6 +21,7 @@ from beth.data.synth_syscalls import (
     exit_,
     fopen,
     fopen_path,
+    fork,
     ld_so,
     missing,
     proc_file,
@@ -132,16 +133,7 @@ def udev_worker() -> Template:
     uevent = Fmt("/sys/devices/virtual/{}/{}/uevent", (Pool("token", 1), Var("rep")))
     data = Fmt("/run/udev/data/c{}:{}", (Var("rand", 1, 254), Var("rep")))
     start = [
-        ev(
-            "clone",
-            Var("pid", worker),
-            proc=main,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(worker, proc=main),
         ev(
             "socket",
             3,
@@ -311,16 +303,7 @@ def sshd_start(mon: int) -> list[Ev]:
 def privsep_child(mon: int, child: int) -> list[Ev]:
     """The unprivileged pre-auth child: chroot to /run/sshd, drop to the `sshd` user (uid 109)."""
     return [
-        ev(
-            "clone",
-            Var("pid", child),
-            proc=mon,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(child, proc=mon),
         ev("cap_capable", proc=child, cap="CAP_SYS_CHROOT"),
         ev("setgid", proc=child, gid=65534),
         ev("setuid", proc=child, uid=109),
@@ -608,16 +591,7 @@ def timesyncd_start() -> Template:
     """systemd starting systemd-timesyncd: the `(time-dir)` child prepares its state directory."""
     sysd, pre = 0, 1
     rows = [
-        ev(
-            "clone",
-            Var("pid", pre),
-            proc=sysd,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(pre, proc=sysd),
         *[ev("close", proc=pre, fd=fd) for fd in range(3, 40)],
         *fopen_path("/var/lib/systemd/timesync", 3, proc=pre),
         *fopen_path("/var/lib/private/systemd/timesync", 4, proc=pre),
@@ -817,16 +791,7 @@ def cron_hourly(label: tuple[int, int] = SUS) -> Template:
     """cron runs /etc/cron.hourly: a cron child execs `sh -c`, which runs `run-parts` (rows as in BETH)."""
     cron, child, sh, rp = 0, 1, 2, 3
     rows = [
-        ev(
-            "clone",
-            Var("pid", child),
-            proc=cron,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(child, proc=cron),
         ev("setgid", proc=child, gid=0),
         ev("setuid", proc=child, uid=0),
         *fopen("/etc/pam.d/cron", 3, proc=child),
@@ -973,16 +938,7 @@ def poweroff() -> Template:
     ]
     kills = [ev("kill", proc=sysd, pid=Var("scan", 10), sig=15, dt=2e-4)]
     end = [
-        ev(
-            "clone",
-            Var("pid", sync),
-            proc=sysd,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(sync, proc=sysd),
         *[ev("close", proc=sync, fd=fd) for fd in range(3, 63)],
         *[ev("dup2", fd, proc=sync, oldfd=3, newfd=fd) for fd in (0, 1, 2)],
         exit_(sync),
@@ -1080,16 +1036,7 @@ def operator_session(
     """
     mon, user, journal = 0, 1, 2
     start = [
-        ev(
-            "clone",
-            Var("pid", user),
-            proc=mon,
-            flags="CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID",
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(user, proc=mon),
         ev("setgid", proc=user, gid=uid),
         ev("setuid", proc=user, uid=uid),
     ]

@@ -11,6 +11,7 @@ library); a fork is `clone` in the parent returning the child's pid, then `execv
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from beth.data.synth_template import Ev, Fmt, Pool, Value, Var, ev
 
@@ -223,6 +224,23 @@ def ld_so(libs: list[str], *, proc: int = 0, comm: str | None = None) -> list[Ev
     return rows
 
 
+def fork(
+    child: int, *, proc: int = 0, flags: str = "CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID", **kw: Any
+) -> Ev:
+    """glibc's fork(): a clone in process slot `proc` returning the pid of slot `child`."""
+    return ev(
+        "clone",
+        Var("pid", child),
+        proc=proc,
+        flags=flags,
+        stack="0x0",
+        parent_tid="0x0",
+        child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
+        tls=0,
+        **kw,
+    )
+
+
 def spawn(
     parent: int,
     child: int,
@@ -242,18 +260,7 @@ def spawn(
     `exec_label` labels those two rows apart from the child's slot (BETH labels a cron job's rows from
     its own name on: the execve row still named `cron` is not sus)."""
     rows = [
-        ev(
-            "clone",
-            Var("pid", child),
-            proc=parent,
-            thread=thread,
-            dt=dt,
-            flags=flags,
-            stack="0x0",
-            parent_tid="0x0",
-            child_tid=Fmt("0x7F{}BF", (Var("inst", 0x10000000, 0xEFFFFFFF),)),
-            tls=0,
-        ),
+        fork(child, proc=parent, thread=thread, dt=dt, flags=flags),
     ]
     rows += pre_exec or []
     real = {"/bin/sh": "/usr/bin/dash"}.get(pathname, pathname)

@@ -15,10 +15,12 @@ Sections (one run, same files):
              authors' per-row cost extrapolated to full size (it grows with rows x training rows).
   quality    (--quality-seeds K) best validation loss of K seeds trained with the paper's estimator and
              schedule (batch 128, lr 3e-3, one evaluation per row) against beth's defaults, full splits.
+  diagnose   (--diagnose) seed 1's AUROC on test `sus`: DoSE-SVM, and each statistic on its own.
 
     python benchmarks/bench_dose.py                        # full paper size, synthetic (generated)
     python benchmarks/bench_dose.py --data DIR --jobs 1,2  # your split files; both ways of fitting seeds
     python benchmarks/bench_dose.py --skip-full --quality-seeds 3
+    python benchmarks/bench_dose.py --data DIR --jobs 1,2 --quality-seeds 5 --diagnose  # as in RESULTS.md
 """
 
 from __future__ import annotations

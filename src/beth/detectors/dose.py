@@ -67,6 +67,15 @@ class DoSE(Detector):
 
     Defaults are the paper's configuration: hidden 64, lr 3e-3, weight decay 0.1, at most 20
     epochs with patience 3; 16 Monte-Carlo passes, 4 IWAE samples.
+
+    Parameters: `hidden`, `lr`, `weight_decay`, `max_epochs`, `patience`, `batch_size`,
+    `decoder_samples` — the VAE's training (`TrainConfig`; lr and weight decay at the paper's batch
+    of 128; `batch_size=128, decoder_samples=None` is the paper's estimator, better on small
+    splits, where 1024-row batches leave few steps per epoch); `mc_passes`, `iwae_samples`,
+    `aggregate_size` — the statistics (`aggregate_size=None`: q(z) over every training row);
+    `nu` — the SVM; `device` ("auto": CUDA when present; bitwise determinism per seed holds on the
+    CPU, CUDA's embedding gradients add in varying order); `threads` (None: 1); `work_dir`,
+    `resume` — checkpoint and statistics files; `random_state` — the seed of everything.
     """
 
     def __init__(

@@ -35,6 +35,8 @@ def one_thread():
     """As the detector runs it (fit_vae itself leaves torch's thread count alone)."""
     with torch_threads(None):
         yield
+
+
 #: Small and quick: batches of 64 rows, exact estimator, a few epochs.
 QUICK = TrainConfig(hidden=16, batch_size=64, decoder_samples=None, max_epochs=4, patience=2)
 

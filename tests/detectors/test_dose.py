@@ -246,6 +246,14 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
         DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)
 
 
+def test_a_diverged_vae_is_reported_among_the_fit_warnings() -> None:
+    det = DoSE(**{**QUICK_DOSE, "lr": 1e6, "weight_decay": 0.0}).fit(TRAIN, X_val=VAL)
+    assert det.history_["best_epoch"] == 0
+    expected = "VAE training diverged in epoch 1 (non-finite loss); kept epoch 0 (lower lr)"
+    assert det.fit_warnings_[0] == expected
+    assert np.isfinite(det.score_samples(VAL)).all()
+
+
 def test_bad_parameters_are_usage_errors() -> None:
     for bad in (dict(mc_passes=0), dict(iwae_samples=0), dict(aggregate_size=0), dict(hidden=0)):
         with pytest.raises(UsageError):

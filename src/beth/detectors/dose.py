@@ -59,7 +59,9 @@ from beth.errors import UsageError
 from beth.features import distinct_rows
 
 #: Bump when a change makes old checkpoints or statistics wrong to reuse.
-FORMAT = "dose-1"
+FORMAT = "dose-2"
+#: What `history_` (and a checkpoint) records of the VAE's training.
+HISTORY = ("train_loss", "val_loss", "best_epoch", "best_val_loss", "stopped")
 
 
 class DoSE(Detector):
@@ -188,6 +190,8 @@ class DoSE(Detector):
         t0 = time.perf_counter()
         self.svm_ = WhitenedOneClassSVM(nu=self.nu, random_state=self._seed).fit(train.expand(train_stats))
         self.fit_warnings_ = list(self.svm_.fit_warnings_)
+        if self.history_.get("stopped", "").startswith("diverged"):
+            self.fit_warnings_.insert(0, f"VAE training {self.history_['stopped']} (lower lr)")
         self.threshold_ = self.svm_.threshold_
         self.timings_["svm"] = time.perf_counter() - t0
 
@@ -211,7 +215,7 @@ class DoSE(Detector):
         model = CategoricalVAE(self.vocabulary_.sizes, config.hidden).to(device)
         if saved is not None and saved.get("key") == self.key_:
             model.load_state_dict(saved["state"])
-            self.history_ = {k: saved[k] for k in ("train_loss", "val_loss", "best_epoch", "best_val_loss")}
+            self.history_ = {k: saved[k] for k in HISTORY}
             self.resumed_ = True
         else:
             result = fit_vae(
@@ -223,12 +227,7 @@ class DoSE(Detector):
                 device=device,
             )
             model.load_state_dict(result.state)
-            self.history_ = {
-                "train_loss": result.train_loss,
-                "val_loss": result.val_loss,
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-            }
+            self.history_ = {k: getattr(result, k) for k in HISTORY}
             self.resumed_ = False
             if path is not None:
                 state = {k: v.detach().cpu() for k, v in result.state.items()}

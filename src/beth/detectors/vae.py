@@ -439,6 +439,8 @@ def fit_vae(
             total += float(loss.detach())
             result.rows_seen += int(batch_rows)
             result.decoder_evaluations += len(rep)
+            if not math.isfinite(total):  # diverged: the rest of the epoch would be NaN too
+                break
         train_loss = total / steps_per_epoch
         val_loss = mean_loss(model, v_codes, v_weights, v_eps) if math.isfinite(train_loss) else math.inf
         result.train_loss.append(train_loss)

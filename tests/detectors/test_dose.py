@@ -240,7 +240,7 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
     other_data = DoSE(**params, resume=True).fit(TRAIN[:1500], X_val=VAL)
     assert not other_data.resumed_
 
-    ckpt = next(tmp_path.glob("seed4-*-vae.pt"))
+    ckpt = tmp_path / f"seed4-{first.key_}-vae.pt"
     ckpt.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="unreadable VAE checkpoint"):
         DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)

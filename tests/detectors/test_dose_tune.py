@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +13,11 @@ from beth.detectors.dose import DoSE
 from beth.detectors.dose_tune import PAPER_GRID, paper_grid, tune, tuned_params
 from beth.detectors.vae import TrainConfig
 from beth.errors import UsageError
+from cli_runner import run_beth as beth
 
 from .contract_data import benign
 
-BETH = [sys.executable, "-m", "beth"]
 FAST = {"max_epochs": 3, "patience": 3, "batch_size": 64, "decoder_samples": 16}
-
-
-def beth(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BETH, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"COLUMNS": "200", "PATH": ""},
-    )
 
 
 def test_the_paper_grid_has_27_points() -> None:

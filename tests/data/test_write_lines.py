@@ -1,20 +1,22 @@
-"""The fast CSV record formatter and the append/line/size additions to EventWriter (used by the collector)."""
+"""The fast CSV record formatter and the append/line/size/block additions to EventWriter (collector)."""
 
 from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from beth.data.load import load
-from beth.data.write import CSV_LINE_END, EventWriter, csv_line
+from beth.data.write import CSV_LINE_END, EventWriter, csv_line, dns_time_text, seconds_text
 from beth.errors import UsageError
 from beth.events import DnsEvent, ProcessEvent
-from beth.schema import FileKind
+from beth.schema import DNS_TIMESTAMP_FORMAT, FileKind
 
 # Text with every character the CSV writer treats specially, plus ordinary ones.
 _text = st.text(alphabet=st.sampled_from(list("ab ,'\"\r\n\\é[]{}:")), max_size=12)
@@ -24,7 +26,7 @@ _arg = st.fixed_dictionaries(
 
 process_events = st.builds(
     ProcessEvent,
-    timestamp=st.floats(0, 1e7, allow_nan=False),
+    timestamp=st.one_of(st.floats(0, 1e7, allow_nan=False), st.floats()),
     processId=st.integers(0, 2**22),
     threadId=st.integers(0, 2**22),
     parentProcessId=st.integers(0, 2**22),
@@ -43,7 +45,7 @@ process_events = st.builds(
 )
 dns_events = st.builds(
     DnsEvent,
-    Timestamp=st.datetimes(timezones=st.just(UTC)),
+    Timestamp=st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5))])),
     SourceIP=_text,
     DestinationIP=_text,
     DnsQuery=_text,
@@ -71,6 +73,69 @@ def _csv_module(event: ProcessEvent | DnsEvent) -> str:
 @given(st.one_of(process_events, dns_events))
 def test_csv_line_is_exactly_what_the_csv_module_writes(event: ProcessEvent | DnsEvent) -> None:
     assert csv_line(event) + CSV_LINE_END == _csv_module(event)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(), st.floats(1e-4, 1e9), st.integers(0, 10**9).map(lambda i: i / 1e6)))
+def test_seconds_text_is_the_repr_of_the_rounded_timestamp(t: float) -> None:
+    assert seconds_text(t) == repr(round(t, 6))
+
+
+def test_seconds_text_on_a_million_timestamps_and_at_the_edges_of_its_fast_range() -> None:
+    rng = np.random.default_rng(0)
+    values = [
+        *rng.uniform(0, 1e9, 400_000),  # seconds since boot: any uptime up to 31 years
+        *rng.uniform(0, 1e5, 400_000),  # the usual few days
+        *(np.round(rng.uniform(0, 1e6, 100_000), 6)),  # already microsecond values: ties, short reprs
+        *np.exp(rng.uniform(np.log(1e-6), np.log(1e12), 100_000)),
+    ]
+    for edge in (1e-4, 1e9, 0.5e-4, 9.9999995e-5, 999_999_999.9999995, 1.0, 0.0, 100.0):
+        values += [edge, np.nextafter(edge, 0), np.nextafter(edge, 2e9)]
+    bad = [t for t in map(float, values) if seconds_text(t) != repr(round(t, 6))]
+    assert bad == []
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.one_of(st.none(), st.just(UTC), st.timezones())))
+def test_dns_time_text_is_what_strftime_writes(ts: datetime) -> None:
+    try:
+        expected = ts.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)
+    except (OverflowError, ValueError):  # out of range once moved to UTC: the same error, then
+        with pytest.raises((OverflowError, ValueError)):
+            dns_time_text(ts)
+        return
+    assert dns_time_text(ts) == expected
+
+
+def test_equal_values_of_other_types_are_formatted_as_the_csv_module_does() -> None:
+    """The formatter caches the columns that repeat; 1 == True == 1.0 must not share an entry."""
+    event = _process()
+    variants = [
+        event,
+        replace(event, userId=True),
+        replace(event, userId=1.0),
+        replace(event, eventId=True),
+        replace(event, stackAddresses=()),
+        replace(event, args=()),
+    ]
+    for e in [*variants, *variants]:  # second round: from the caches
+        assert csv_line(e) + CSV_LINE_END == _csv_module(e)
+
+
+def _process() -> ProcessEvent:
+    return ProcessEvent(
+        timestamp=1809.491983,
+        processId=381,
+        threadId=7337,
+        parentProcessId=1,
+        userId=1,
+        mountNamespace=4026531840,
+        processName="close",
+        hostName="ip-10-100-1-120",
+        eventId=157,
+        eventName="prctl",
+        args=[{"name": "option", "type": "int", "value": "PR_SET_NAME"}],
+    )
 
 
 def _dns(second: int, query: str) -> DnsEvent:

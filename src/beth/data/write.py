@@ -14,7 +14,8 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from datetime import UTC
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Literal
 
@@ -85,23 +86,66 @@ def _lst(values: list[str]) -> str:
     return _q(repr(values)) if values else ""
 
 
+def seconds_text(t: float) -> str:
+    """`repr(round(t, 6))`, a process timestamp as BETH writes it, about twice as fast.
+
+    `f"{t:.6f}"` is the decimal that `round(t, 6)` reads back (both round the exact binary value
+    half-even to 6 places with the same dtoa routine). For 1e-4 <= t < 1e9 it has at most 15
+    significant digits, so no shorter decimal reads back as the same double: it is the shortest
+    round-trip text, i.e. the repr, once the trailing zeros are cut (repr keeps one digit after the
+    point) - and repr writes these magnitudes without an exponent. Anything else (tiny, huge,
+    negative, nan) takes `repr(round(t, 6))` itself.
+    """
+    if 1e-4 <= t < 1e9:
+        text = f"{t:.6f}".rstrip("0")
+        return text + "0" if text[-1] == "." else text
+    return repr(round(t, 6))
+
+
+def dns_time_text(ts: datetime) -> str:
+    """`ts.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)`, about twice as fast for UTC times.
+
+    For a UTC datetime from year 1000 on, the format's fields are the plain numbers (the year has
+    four digits; the others zero-padded to two); other times go through strftime itself (glibc does
+    not pad years below 1000).
+    """
+    if ts.tzinfo is UTC and ts.year >= 1000:
+        # %-formatting: twice as fast as the f-string with six format specs
+        return "%d-%02d-%02dT%02d:%02d:%02dZ" % (ts.year, ts.month, ts.day, ts.hour, ts.minute, ts.second)  # noqa: UP031
+    return ts.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)
+
+
+@lru_cache(maxsize=8192, typed=True)
+def _process_middle(
+    parent: int, user: int, mount_ns: int, process: str, host: str, event_id: int, event: str
+) -> str:
+    """Columns parentProcessId .. eventName of a process row: the same for all events of one kind
+    from one process, so they are formatted once (`typed`: 1 and True are different keys)."""
+    return f"{parent},{user},{mount_ns},{_q(process)},{_q(host)},{event_id},{_q(event)}"
+
+
 def csv_line(event: ProcessEvent | DnsEvent) -> str:
     """The event as one Kaggle-layout CSV record without the line end.
 
-    Exactly what `csv.writer` writes for `event.csv_fields()` (a test holds them equal), about three
-    times faster: the collector and the sensors format every event through this.
+    Exactly what `csv.writer` writes for `event.csv_fields()` (tests hold them equal), several times
+    faster: the collector and the sensors format every event through this. The args column
+    (`repr` of the list of dicts) is the biggest part of what is left.
     """
     if type(event) is ProcessEvent:
         e = event
+        middle = _process_middle(
+            e.parentProcessId, e.userId, e.mountNamespace, e.processName, e.hostName, e.eventId, e.eventName
+        )
+        stack, args = e.stackAddresses, e.args
         return (
-            f"{round(e.timestamp, 6)!r},{e.processId},{e.threadId},{e.parentProcessId},{e.userId},"
-            f"{e.mountNamespace},{_q(e.processName)},{_q(e.hostName)},{e.eventId},{_q(e.eventName)},"
-            f"{_q(repr(e.stackAddresses))},{e.argsNum},{e.returnValue},{_q(repr(e.args))},{e.sus},{e.evil}"
+            f"{seconds_text(e.timestamp)},{e.processId},{e.threadId},{middle},"
+            f"{'[]' if stack == [] else _q(repr(stack))},{e.argsNum},{e.returnValue},"
+            f"{'[]' if args == [] else _q(repr(args))},{e.sus},{e.evil}"
         )
     d = event
     assert isinstance(d, DnsEvent)
     return (
-        f"{d.Timestamp.astimezone(UTC).strftime(DNS_TIMESTAMP_FORMAT)},{_q(d.SourceIP)},"
+        f"{dns_time_text(d.Timestamp)},{_q(d.SourceIP)},"
         f"{_q(d.DestinationIP)},{_q(d.DnsQuery)},{_lst(d.DnsAnswer)},{_lst(d.DnsAnswerTTL)},"
         f"{_q(d.DnsQueryNames)},{_lst(d.DnsQueryClass)},{_lst(d.DnsQueryType)},{d.NumberOfAnswers},"
         f"{d.DnsResponseCode},{d.DnsOpCode},{_q(d.SensorId)},{d.sus},{d.evil}"

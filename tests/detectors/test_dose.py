@@ -219,14 +219,17 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
     first = DoSE(**params).fit(TRAIN, X_val=VAL)
     scores = first.score_samples(VAL[:50])
     names = {p.name.split("-", 2)[-1] for p in tmp_path.iterdir()}  # seed4-<key>-<what>
-    assert {"vae.pt", "statistics-training.npz", "statistics-validation.npz"} < names
+    assert {"vae.pt", "statistics-training.npz", "statistics-validation.npz", "svm.npz"} < names
     assert len([n for n in names if n.startswith("statistics-scored-")]) == 1
     assert (tmp_path / f"seed4-{first.key_}-vae.pt").exists()
     assert (tmp_path / f"seed4-{first.stats_key_}-statistics-training.npz").exists()
     assert not first.resumed_
 
     again = DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)
-    assert again.resumed_
+    assert again.resumed_ and again.svm_resumed_ and not first.svm_resumed_
+    for a in ("components_", "mean_", "explained_variance_"):
+        np.testing.assert_array_equal(getattr(again.svm_.whitener_, a), getattr(first.svm_.whitener_, a))
+    np.testing.assert_array_equal(again.svm_.estimator_.coef_, first.svm_.estimator_.coef_)
     np.testing.assert_equal(again.history_, first.history_)
     np.testing.assert_array_equal(again.score_samples(VAL[:50]), scores)
 
@@ -242,7 +245,13 @@ def test_work_dir_holds_checkpoint_and_statistics_and_resume_reuses_them(tmp_pat
 
     ckpt = tmp_path / f"seed4-{first.key_}-vae.pt"
     ckpt.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="unreadable VAE checkpoint"):
+    with pytest.raises(DataError, match="unreadable VAE checkpoint") as info:
+        DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)
+    assert "\n" not in str(info.value)
+    DoSE(**params).fit(TRAIN, X_val=VAL)  # writes every file again
+    svm_file = tmp_path / f"seed4-{first.svm_key_}-svm.npz"
+    svm_file.write_bytes(b"not arrays")
+    with pytest.raises(DataError, match="unreadable SVM file"):
         DoSE(**params, resume=True).fit(TRAIN, X_val=VAL)
 
 

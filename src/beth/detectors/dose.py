@@ -23,9 +23,9 @@ log-density well where the training rows are). On the Appendix-A encoding the fo
 the full mixture cheap (one weighted component per distinct training row), so `aggregate_size=None`
 (all rows, exact) is offered too.
 
-With `work_dir`, each seed's VAE checkpoint and its statistics (training, validation and every
-scored matrix) are written there; with `resume=True` a matching checkpoint is loaded instead of
-training again (matching: same seed, configuration, training and validation rows).
+With `work_dir`, each seed's VAE checkpoint, its statistics (training, validation and every scored
+matrix) and its fitted SVM are written there; with `resume=True` matching files are loaded instead
+of computed again (matching: same seed, configuration, training and validation rows).
 """
 
 from __future__ import annotations
@@ -44,8 +44,10 @@ from beth.detectors.dose_store import (
     fingerprint,
     load_checkpoint,
     load_statistics,
+    load_svm,
     save_checkpoint,
     save_statistics,
+    save_svm,
 )
 from beth.detectors.vae import (
     CategoricalVAE,
@@ -188,7 +190,7 @@ class DoSE(Detector):
             self.timings_["statistics"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        self.svm_ = WhitenedOneClassSVM(nu=self.nu, random_state=self._seed).fit(train.expand(train_stats))
+        self._fit_svm(train.expand(train_stats))
         self.fit_warnings_ = list(self.svm_.fit_warnings_)
         if self.history_.get("stopped", "").startswith("diverged"):
             self.fit_warnings_.insert(0, f"VAE training {self.history_['stopped']} (lower lr)")
@@ -234,6 +236,22 @@ class DoSE(Detector):
                 save_checkpoint(path, {"key": self.key_, "format": FORMAT, "state": state, **self.history_})
         model.eval()
         self.model_ = model
+
+    def _fit_svm(self, train_stats: np.ndarray) -> None:
+        """PCA + SGDOneClassSVM on every training row's statistics (or the saved one, resuming)."""
+
+        def make() -> WhitenedOneClassSVM:
+            return WhitenedOneClassSVM(nu=self.nu, random_state=self._seed)
+
+        self.svm_key_ = fingerprint(self.stats_key_, self.nu)
+        path = self._path("svm.npz", self.svm_key_)
+        svm = load_svm(path, make) if (path is not None and self.resume) else None
+        self.svm_resumed_ = svm is not None
+        if svm is None:
+            svm = make().fit(train_stats)
+            if path is not None:
+                save_svm(path, svm)
+        self.svm_ = svm
 
     def _statistics(self, codes: np.ndarray, counts: np.ndarray | None, what: str) -> np.ndarray:
         """DoSE statistics of distinct category rows: from memory, from `work_dir`, or computed."""

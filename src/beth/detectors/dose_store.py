@@ -34,6 +34,12 @@ def fingerprint(*parts: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def _first_line(exc: Exception) -> str:
+    """An exception as one short line (torch's load errors run to a dozen lines)."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -58,7 +64,7 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which
         raise DataError(
-            f"unreadable VAE checkpoint ({exc}); delete it or run without --resume", path=path
+            f"unreadable VAE checkpoint ({_first_line(exc)}); delete it or run without --resume", path=path
         ) from None
 
 
@@ -85,6 +91,63 @@ def load_statistics(path: Path, codes: np.ndarray) -> np.ndarray | None:
                 return saved["statistics"]
     except Exception as exc:
         raise DataError(
-            f"unreadable statistics file ({exc}); delete it or run without --resume", path=path
+            f"unreadable statistics file ({_first_line(exc)}); delete it or run without --resume", path=path
         ) from None
     return None
+
+
+#: What a fitted whitened one-class SVM needs to score: PCA and SGDOneClassSVM fitted attributes.
+_PCA_ATTRS = ("components_", "mean_", "explained_variance_", "explained_variance_ratio_", "singular_values_")
+_SVM_ATTRS = ("coef_", "offset_")
+
+
+def save_svm(path: Path, svm: Any) -> None:
+    """A fitted `WhitenedOneClassSVM` as plain arrays (no pickle: safe to load from any directory)."""
+    arrays = {f"pca.{a}": np.asarray(getattr(svm.whitener_, a)) for a in _PCA_ATTRS}
+    arrays |= {f"svm.{a}": np.asarray(getattr(svm.estimator_, a)) for a in _SVM_ATTRS}
+    arrays["svm.n_iter_"] = np.asarray(svm.estimator_.n_iter_)
+    arrays["warnings"] = np.asarray(svm.fit_warnings_, dtype=str)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    _atomic(path, write)
+
+
+def load_svm(path: Path, make: Any) -> Any | None:
+    """The `WhitenedOneClassSVM` saved by `save_svm` (rebuilt from `make()`, unfitted), or None."""
+    if not path.exists():
+        return None
+    from sklearn.decomposition import PCA
+
+    try:
+        with np.load(path) as saved:
+            svm = make()
+            pca = PCA(whiten=True)
+            for a in _PCA_ATTRS:
+                setattr(pca, a, saved[f"pca.{a}"])
+            pca.n_components_ = pca.components_.shape[0]
+            pca.n_features_in_ = pca.components_.shape[1]
+            pca.n_samples_ = None
+            est = svm_estimator(svm)
+            for a in _SVM_ATTRS:
+                setattr(est, a, saved[f"svm.{a}"])
+            est.n_features_in_ = pca.n_components_
+            est.n_iter_ = int(saved["svm.n_iter_"])
+            svm.whitener_, svm.estimator_ = pca, est
+            svm.fit_warnings_ = [str(w) for w in saved["warnings"]]
+    except Exception as exc:
+        raise DataError(
+            f"unreadable SVM file ({_first_line(exc)}); delete it or run without --resume", path=path
+        ) from None
+    svm.threshold_ = 0.0
+    svm.n_features_in_ = pca.n_features_in_
+    return svm
+
+
+def svm_estimator(svm: Any) -> Any:
+    """A new, unfitted SGDOneClassSVM with the parameters `WhitenedOneClassSVM` would give it."""
+    from sklearn.linear_model import SGDOneClassSVM
+
+    return SGDOneClassSVM(nu=svm.nu, max_iter=svm.max_iter, tol=svm.tol, random_state=svm.random_state)

@@ -42,7 +42,7 @@ from beth.data.load import load
 from beth.data.write import CSV_LINE_END, EventWriter, write_table
 from beth.errors import DataError, UsageError
 from beth.schema import FileKind
-from beth.transport.base import Delivery, Subscriber
+from beth.transport.base import Delivery, Subscriber, lines_block
 from beth.transport.envelope import DNS, PROCESS, STATS, host_token
 from beth.transport.sequence import Gap, SequenceTracker, StreamCounts
 
@@ -68,14 +68,15 @@ def segment_names(stamp: str, token: str, fmt: str = "csv") -> dict[str, str]:
 # --- row validation (untrusted senders) -------------------------------------------------------------
 
 
-def _frame(kind: FileKind, lines: list[str]) -> pl.DataFrame | None:
-    """The lines parsed with the BETH schema, or None if they are not exactly len(lines) full rows."""
-    text = ",".join(kind.columns) + CSV_LINE_END + CSV_LINE_END.join(lines) + CSV_LINE_END
+def _frame(kind: FileKind, block: bytes, rows: int) -> pl.DataFrame | None:
+    """`block` (CSV lines, each ended by CRLF) parsed with the BETH schema, or None if it is not
+    exactly `rows` full rows of UTF-8 text."""
+    header = (",".join(kind.columns) + CSV_LINE_END).encode()
     try:
-        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), schema=kind.dtypes, has_header=True)
+        df = pl.read_csv(header + block, schema=kind.dtypes, has_header=True)
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
         return None
-    if df.height != len(lines):
+    if df.height != rows:
         return None
     required = [c for c in df.columns if c not in _NULLABLE]
     if any(df.select(pl.col(required).null_count()).row(0)):
@@ -111,52 +112,70 @@ def _precheck(kind: FileKind, line: str) -> str | None:
     return None
 
 
-def _bisect(kind: FileKind, lines: list[str], idx: list[int]) -> tuple[list[int], list[int]]:
-    """Indices of the lines polars accepts and refuses, in O(bad * log n) polars calls."""
-    if _frame(kind, [lines[i] for i in idx]) is not None:
+def _bisect(kind: FileKind, records: list[bytes], idx: list[int]) -> tuple[list[int], list[int]]:
+    """Indices of the records polars accepts and refuses, in O(bad * log n) polars calls."""
+    if _frame(kind, lines_block([records[i] for i in idx]), len(idx)) is not None:
         return idx, []
     if len(idx) == 1:
         return [], idx
     mid = len(idx) // 2
-    good_a, bad_a = _bisect(kind, lines, idx[:mid])
-    good_b, bad_b = _bisect(kind, lines, idx[mid:])
+    good_a, bad_a = _bisect(kind, records, idx[:mid])
+    good_b, bad_b = _bisect(kind, records, idx[mid:])
     return good_a + good_b, bad_a + bad_b
+
+
+def _claims_its_host(kind: str, df: pl.DataFrame, deliveries: list[Delivery]) -> bool:
+    """Whether every row's hostName/SensorId is the host all `deliveries` came from."""
+    hosts = {d.host for d in deliveries}
+    if len(hosts) != 1:
+        return False
+    (token,) = hosts
+    return all(name and host_token(name) == token for name in df[_HOST_COLUMN[kind]].unique().to_list())
 
 
 def check_rows(kind: str, deliveries: list[Delivery]) -> tuple[list[Delivery], list[tuple[Delivery, str]]]:
     """Split deliveries of one kind into well-formed rows from the right host and rejects (with reasons).
 
-    A batch is parsed in one polars call. Only a failing batch is looked at row by row: a cheap Python
-    check names what is wrong with most bad rows, and bisection with polars finds the rest, so a host
-    that floods malformed rows costs the collector little.
+    All records are parsed in one polars call, and one look at the distinct host names shows whether
+    they all name their sender: then the deliveries go through whole. Only a batch that fails is
+    looked at event by event (`Delivery.split`): a cheap Python check names what is wrong with most
+    bad rows, and bisection with polars finds the rest, so a host that floods malformed rows costs
+    the collector little.
     """
     fk = FILE_KINDS[kind]
-    lines = [d.text() for d in deliveries]
-    df = _frame(fk, lines)
+    block = b"".join(d.block() for d in deliveries)
+    df = _frame(fk, block, sum(d.count for d in deliveries))
+    if df is not None and _claims_its_host(kind, df, deliveries):
+        return deliveries, []
+    rows = [p for d in deliveries for p in d.split()]
+    records = [p.records()[0] for p in rows]
     bad: list[tuple[Delivery, str]] = []
     if df is None:
         candidates = []
-        for i, (d, line) in enumerate(zip(deliveries, lines, strict=True)):
-            why = _precheck(fk, line)
+        for i, (p, record) in enumerate(zip(rows, records, strict=True)):
+            try:
+                why = _precheck(fk, record.decode("utf-8"))
+            except UnicodeDecodeError:
+                why = "payload is not UTF-8"
             if why is None:
                 candidates.append(i)
             else:
-                bad.append((d, why))
-        good_idx, refused = _bisect(fk, lines, candidates) if candidates else ([], [])
-        bad += [(deliveries[i], f"a field does not fit the {fk.value} schema") for i in refused]
+                bad.append((p, why))
+        good_idx, refused = _bisect(fk, records, candidates) if candidates else ([], [])
+        bad += [(rows[i], f"a field does not fit the {fk.value} schema") for i in refused]
         if not good_idx:
             return [], bad
-        deliveries = [deliveries[i] for i in good_idx]
-        df = _frame(fk, [lines[i] for i in good_idx])
+        rows = [rows[i] for i in good_idx]
+        df = _frame(fk, lines_block([records[i] for i in good_idx]), len(good_idx))
         assert df is not None
     claimed = df[_HOST_COLUMN[kind]].to_list()
     tokens = {name: host_token(name) if name else "" for name in set(claimed)}
     good = []
-    for d, name in zip(deliveries, claimed, strict=True):
-        if tokens[name] == d.host:
-            good.append(d)
+    for p, name in zip(rows, claimed, strict=True):
+        if tokens[name] == p.host:
+            good.append(p)
         else:
-            bad.append((d, f"{_HOST_COLUMN[kind]} {name!r} is not the sending host {host_name(d.host)!r}"))
+            bad.append((p, f"{_HOST_COLUMN[kind]} {name!r} is not the sending host {host_name(p.host)!r}"))
     return good, bad
 
 
@@ -226,7 +245,9 @@ class Collector:
         self.hosts: dict[str, HostCounts] = {}
         self.closed_segments: list[str] = []  # CSV segments waiting for Parquet conversion
         self._segments: dict[str, _Segment] = {}
-        self._pending: list[Delivery] = []  # fetched, not yet acknowledged, in fetch order
+        self._pending: list[
+            Delivery
+        ] = []  # fetched, not yet handled (or handled, waiting for a later one), in fetch order
         self._rejected_fh: Any = None
         self._last_stats = 0.0
         self.written = 0
@@ -315,13 +336,8 @@ class Collector:
         """One cycle: fetch (for up to `commit_interval` once something arrived), write, fsync,
         checkpoint, acknowledge. Returns the number of rows written."""
         got = self.sub.fetch(self.batch, timeout)
-        if got:
-            deadline = time.monotonic() + self.commit_interval
-            while len(got) < self.batch and (left := deadline - time.monotonic()) > 0:
-                more = self.sub.fetch(self.batch - len(got), left)
-                if not more:
-                    break
-                got.extend(more)
+        if got and (n := sum(d.count for d in got)) < self.batch and self.commit_interval > 0:
+            got += self.sub.fetch(self.batch - n, self.commit_interval, fill=True)
         now = self.clock()
         ready: list[Delivery] = []
         offer = self.tracker.offer
@@ -356,11 +372,12 @@ class Collector:
                     self._reject(d, reason)
             if not items:
                 continue
-            self._writer(token, kind).write_lines([d.text() for d in items])
+            rows = sum(d.count for d in items)
+            self._writer(token, kind).write_block(b"".join(d.block() for d in items), rows)
             for d in items:
                 d.done = True
-            self.hosts[token].rows[kind] += len(items)
-            written += len(items)
+            self.hosts[token].rows[kind] += rows
+            written += rows
         self.written += written
         return written
 
@@ -397,40 +414,49 @@ class Collector:
         return [*segment_names(stamp, token).values(), *segment_names(stamp, token, "parquet").values()]
 
     def _reject(self, d: Delivery, reason: str) -> None:
+        """Mark every event of `d` handled, count it, keep it with `reason` in rejected.jsonl."""
         d.done = True
-        self.hosts.setdefault(d.host, HostCounts()).rejected += 1
+        counts = self.hosts.setdefault(d.host, HostCounts())
         if self._rejected_fh is None:
             self._rejected_fh = open(self.out / REJECTED_FILE, "a", encoding="utf-8")  # noqa: SIM115
-        record = {
-            "time": datetime.now(UTC).isoformat(timespec="seconds"),
-            "host": host_name(d.host),
-            "kind": d.kind,
-            "run": d.run,
-            "seq": d.seq,
-            "reason": reason,
-            "record": (d.line if d.line is not None else d.text())[:_MAX_REJECTED_TEXT],
-        }
-        self._rejected_fh.write(json.dumps(record) + "\n")
-        n = self.hosts[d.host].rejected
-        if n <= 10:  # a flooding host must not flood the collector's log: the first ten, then every 1000th
-            self.log(f"collector: rejected {d.kind} event #{d.seq} from {host_name(d.host)}: {reason}")
-        elif n % 1000 == 0:
-            self.log(
-                f"collector: {n:,} events rejected from {host_name(d.host)} so far (see {REJECTED_FILE})"
-            )
+        for i, record in enumerate(d.records()):
+            entry = {
+                "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                "host": host_name(d.host),
+                "kind": d.kind,
+                "run": d.run,
+                "seq": d.seq + i,
+                "reason": reason,
+                "record": record.decode("utf-8", "replace")[:_MAX_REJECTED_TEXT],
+            }
+            self._rejected_fh.write(json.dumps(entry) + "\n")
+            counts.rejected += 1
+            n = counts.rejected
+            if (
+                n <= 10
+            ):  # a flooding host must not flood the collector's log: the first ten, then every 1000th
+                self.log(
+                    f"collector: rejected {d.kind} event #{d.seq + i} from {host_name(d.host)}: {reason}"
+                )
+            elif n % 1000 == 0:
+                self.log(
+                    f"collector: {n:,} events rejected from {host_name(d.host)} so far (see {REJECTED_FILE})"
+                )
 
     def _take_stats(self, d: Delivery) -> None:
-        d.done = True
-        try:
-            record = d.event if isinstance(d.event, dict) else json.loads(d.line or "")
-            if not isinstance(record, dict) or not isinstance(record.get("sensors"), list):
-                raise ValueError("no sensors list")
-        except ValueError as exc:
-            self._reject(d, f"malformed stats message ({exc})")
-            return
-        self.hosts.setdefault(d.host, HostCounts()).sensor_stats = [
-            _sensor_counts(x) for x in record["sensors"][:8]
-        ]
+        """Keep the counters of the latest well-formed stats record; reject malformed ones."""
+        for p in d.split():
+            p.done = True
+            try:
+                record = p.events[0] if p.events is not None else json.loads(p.records()[0])
+                if not isinstance(record, dict) or not isinstance(record.get("sensors"), list):
+                    raise ValueError("no sensors list")
+            except ValueError as exc:
+                self._reject(p, f"malformed stats message ({exc})")
+                continue
+            self.hosts.setdefault(p.host, HostCounts()).sensor_stats = [
+                _sensor_counts(x) for x in record["sensors"][:8]
+            ]
 
     def _on_gap(self, gap: Gap) -> None:
         self.log(f"collector: gap: {gap}")
@@ -450,14 +476,16 @@ class Collector:
         self._checkpoint()
         self._fsync_dir()  # the checkpoint's rename must be on disk before anything is acknowledged
         pending = self._pending
-        last = -1
-        for i, d in enumerate(pending):
-            if not d.done:
+        handled, last = 0, None  # the handled prefix; its last delivery with a token
+        for d in pending:
+            if not d.handled:
                 break
-            last = i
-        if last >= 0:
-            self.sub.ack(pending[last])
-            del pending[: last + 1]
+            handled += 1
+            if d.token is not None:
+                last = d
+        if last is not None:
+            self.sub.ack(last)
+        del pending[:handled]
 
     def _checkpoint(self) -> None:
         state = {
@@ -536,7 +564,7 @@ class Collector:
         return {
             "written": self.written,
             "held": self.tracker.held,
-            "unacknowledged": len(self._pending),
+            "unacknowledged": sum(d.count for d in self._pending),
             "hosts": hosts,
         }
 

@@ -161,16 +161,20 @@ def test_append_continues_a_file_without_a_second_header_and_size_tracks_it(tmp_
         first_size = w.size()
     assert first_size == path.stat().st_size
     with EventWriter(path, FileKind.DNS, append=True) as w:
-        w.write_line(csv_line(_dns(2, "b.example")))
-        w.write_lines([csv_line(_dns(3, "c.example")), csv_line(_dns(4, "d.example"))])
-        w.write_lines([])
-        assert w.size() > first_size and w.rows == 3
+        w.write(_dns(2, "b.example"))
+        lines = [csv_line(_dns(3, "c.example")), csv_line(_dns(4, "d.example"))]
+        w.write_block("".join(x + CSV_LINE_END for x in lines).encode(), 2)
+        w.write_block(b"", 0)
+        w.write(_dns(5, "e.example"))  # text and blocks keep their order
+        assert w.size() > first_size and w.rows == 4
     text = path.read_text()
     assert text.count("Timestamp,") == 1
     df = load(path)
-    assert df["DnsQuery"].to_list() == ["a.example", "b.example", "c.example", "d.example"]
+    assert df["DnsQuery"].to_list() == ["a.example", "b.example", "c.example", "d.example", "e.example"]
 
 
-def test_write_line_refuses_non_csv_output(tmp_path) -> None:
+def test_write_block_refuses_non_csv_output_and_streams(tmp_path) -> None:
     with EventWriter(tmp_path / "x.jsonl", FileKind.DNS, "jsonl") as w, pytest.raises(UsageError):
-        w.write_line("x")
+        w.write_block(b"x\r\n", 1)
+    with EventWriter(io.StringIO(), FileKind.DNS) as w, pytest.raises(UsageError):
+        w.write_block(b"x\r\n", 1)

@@ -5,9 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
+from beth.transport.base import Delivery
 from beth.transport.envelope import Channel
 from beth.transport.memory import MemoryBus
-from sample_events import process_events
+from sample_events import dns_events, process_events
+
+
+def numbers(got: list[Delivery]) -> list[int]:
+    """The sequence numbers of the events in `got` (each delivery holds a run of them)."""
+    return [d.seq + i for d in got for i in range(d.count)]
 
 
 def test_every_subscriber_gets_every_envelope_in_order() -> None:
@@ -17,9 +23,9 @@ def test_every_subscriber_gets_every_envelope_in_order() -> None:
     for e in process_events("h", 50):
         pub.publish(ch.wrap(e))
     for sub in (a, b):
-        got = sub.fetch(1000, 0.1)
-        assert [x.seq for x in got] == list(range(1, 51))
-        assert got[0].host == "h" and got[0].kind == "process" and got[0].event is not None
+        (got,) = sub.fetch(1000, 0.1)  # one stream: one delivery of all 50
+        assert (got.host, got.kind, got.run, got.seq, got.count) == ("h", "process", ch.run, 1, 50)
+        assert got.events == list(process_events("h", 50))
         assert not sub.untrusted
     assert pub.stats().published == 50
 
@@ -53,8 +59,38 @@ def test_a_full_queue_blocks_the_publisher_until_the_subscriber_catches_up() -> 
     assert not done.is_set()  # stuck at the capacity
     assert len(sub._queue) == 10
     got = []
-    while len(got) < 25:
+    while len(numbers(got)) < 25:
         got += sub.fetch(4, 1.0)
     assert done.wait(2.0)
-    assert [x.seq for x in got] == list(range(1, 26))
+    assert numbers(got) == list(range(1, 26))
     pub.flush(1.0)
+
+
+def test_a_fetch_groups_interleaved_streams_into_one_delivery_each_in_order() -> None:
+    bus = MemoryBus()
+    sub, pub = bus.subscriber(), bus.publisher()
+    a_proc, a_dns, b_proc = (
+        Channel("a.example", "process"),
+        Channel("a.example", "dns"),
+        Channel("b", "process"),
+    )
+    a_events, dns, b_events = list(process_events("a.example", 30)), list(dns_events("a.example", 3)), []
+    for i, e in enumerate(a_events):
+        pub.publish(a_proc.wrap(e))
+        if i % 10 == 0:
+            pub.publish(a_dns.wrap(dns[i // 10]))
+        b_events.append(e)
+        pub.publish(b_proc.wrap(e))
+    got = sub.fetch(1000, 0.1)
+    assert [(d.host, d.kind, d.seq, d.count) for d in got] == [
+        ("a%2Eexample", "process", 1, 30),
+        ("a%2Eexample", "dns", 1, 3),
+        ("b", "process", 1, 30),
+    ]
+    assert got[0].events == a_events and got[1].events == dns and got[2].events == b_events
+    # A stream whose numbers jump (a restarted channel, events published out of order) is cut there.
+    ch = Channel("c", "process")
+    envs = [ch.wrap(e) for e in process_events("c", 5)]
+    for env in (envs[0], envs[1], envs[3], envs[2], envs[4]):
+        pub.publish(env)
+    assert [(d.seq, d.count) for d in sub.fetch(1000, 0.1)] == [(1, 2), (4, 1), (3, 1), (5, 1)]

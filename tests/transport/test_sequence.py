@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,12 +11,19 @@ from beth.transport.base import Delivery
 from beth.transport.sequence import Gap, SequenceTracker
 
 
-def d(seq: int, run: str = "r1", host: str = "h", kind: str = "process") -> Delivery:
-    return Delivery(host, kind, run, seq, line=str(seq))
+def d(seq: int, run: str = "r1", host: str = "h", kind: str = "process", n: int = 1) -> Delivery:
+    """A delivery of the `n` events numbered seq, seq + 1, ..."""
+    return Delivery(host, kind, run, seq, lines=[str(seq + i).encode() for i in range(n)])
 
 
 def seqs(items: list[Delivery]) -> list[int]:
-    return [x.seq for x in items]
+    """The event numbers in `items`, in order (each delivery holds a run of them)."""
+    out = []
+    for x in items:
+        numbers = [int(line) for line in x.records()]
+        assert numbers == list(range(x.seq, x.seq + x.count))  # a run of consecutive numbers
+        out += numbers
+    return out
 
 
 def test_in_order_deliveries_pass_straight_through() -> None:
@@ -107,3 +116,43 @@ def test_any_arrival_order_with_copies_yields_each_number_once_in_order(arrivals
         out += seqs(t.offer(d(s), 0))
     assert out == sorted(set(arrivals))
     assert t.counts[("h", "process")].duplicates == len(arrivals) // 2
+
+
+def test_a_run_that_continues_its_stream_passes_whole_and_a_redelivered_one_is_dropped_whole() -> None:
+    t = SequenceTracker()
+    first, second = d(1, n=500), d(501, n=500)
+    assert t.offer(first, 0) == [first] and t.offer(second, 0) == [second]  # not taken apart
+    again = d(1, n=1000)
+    assert t.offer(again, 0) == [] and again.done and again.parts is None
+    assert t.counts[("h", "process")].duplicates == 1000
+
+
+def test_a_run_that_overlaps_what_was_written_or_held_is_taken_apart() -> None:
+    t = SequenceTracker()
+    t.offer(d(1, n=10), 0)
+    t.offer(d(15), 0)  # early: held
+    straddling = d(8, n=10)  # 8..10 written before, 11..14 new, 15 held already, 16..17 new
+    assert seqs(t.offer(straddling, 0)) == list(range(11, 18))
+    assert straddling.parts is not None and len(straddling.parts) == 10
+    assert [p.seq for p in straddling.parts if p.done] == [8, 9, 10, 15]  # the duplicates
+    assert t.counts[("h", "process")].duplicates == 4 and t.held == 0
+    assert not straddling.handled  # until the collector has written 11..17
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_runs_in_any_order_with_copies_yield_each_number_once_in_order(data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 80))
+    cuts = sorted(data.draw(st.sets(st.integers(2, n), max_size=12))) if n > 1 else []
+    bounds = [1, *cuts, n + 1]
+    runs = [(a, b - a) for a, b in pairwise(bounds)]  # the events, cut into runs
+    extra = data.draw(st.lists(st.tuples(st.integers(1, n), st.integers(1, 20)), max_size=6))
+    runs += [(a, min(k, n + 1 - a)) for a, k in extra]  # redelivered windows, overlapping anything
+    arrivals = data.draw(st.permutations(runs))
+    t = SequenceTracker(reorder_window=1e9)
+    out: list[int] = []
+    for a, k in arrivals:
+        out += seqs(t.offer(d(a, n=k), 0))
+    assert out == list(range(1, n + 1))
+    assert t.counts[("h", "process")].duplicates == sum(k for _, k in runs) - n
+    assert t.held == 0

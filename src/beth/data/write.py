@@ -222,20 +222,14 @@ class EventWriter:
                 self._write_row_group()
         self.rows += 1
 
-    def write_line(self, line: str) -> None:
-        """Write one already formatted CSV record (a `csv_line`, no line end) to a CSV file."""
-        if self.fmt != "csv":
-            raise UsageError(f"write_line writes CSV records, not {self.fmt}")
-        self._stream.write(line + CSV_LINE_END)  # type: ignore[union-attr]
-        self.rows += 1
-
-    def write_lines(self, lines: list[str]) -> None:
-        """Write already formatted CSV records (`csv_line`s, no line ends) in one call."""
-        if self.fmt != "csv":
-            raise UsageError(f"write_lines writes CSV records, not {self.fmt}")
-        if lines:
-            self._stream.write(CSV_LINE_END.join(lines) + CSV_LINE_END)  # type: ignore[union-attr]
-            self.rows += len(lines)
+    def write_block(self, block: bytes, rows: int) -> None:
+        """Append `rows` already encoded CSV records, each ended by CRLF, to a CSV file this writer
+        opened: the collector's batches, encoded once and validated as a whole before they land here."""
+        if self.fmt != "csv" or not self._owns or self._stream is None:
+            raise UsageError("write_block appends encoded CSV records to a CSV file this writer opened")
+        self._stream.flush()  # what went through the text layer (the header) goes first
+        self._stream.buffer.write(block)  # type: ignore[attr-defined]
+        self.rows += rows
 
     def size(self) -> int:
         """Bytes in the file once everything written so far is flushed (files this writer opened)."""

@@ -41,6 +41,7 @@ SUBJECT_PREFIX = "beth"
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
 _TOKEN = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+")
 _RUN = re.compile(r"[0-9a-f]{1,32}")
+_SEQ = re.compile(r"[0-9]{1,18}")  # ASCII digits only: str.isdigit() also takes '²', which int() refuses
 
 
 @lru_cache(maxsize=4096)
@@ -100,9 +101,14 @@ class Envelope:
 
     def payload(self) -> bytes:
         """The wire payload: the BETH CSV record, or JSON for stats."""
-        if isinstance(self.event, dict):
-            return json.dumps(self.event, separators=(",", ":")).encode()
-        return csv_line(self.event).encode()
+        return encode(self.event)
+
+
+def encode(event: Event | dict[str, Any]) -> bytes:
+    """An event as its BETH CSV record (no line end), a stats record as compact JSON; UTF-8."""
+    if isinstance(event, dict):
+        return json.dumps(event, separators=(",", ":")).encode()
+    return csv_line(event).encode()
 
 
 def parse_msg_id(text: str) -> tuple[str, str, str, int]:
@@ -113,7 +119,7 @@ def parse_msg_id(text: str) -> tuple[str, str, str, int]:
         or not _TOKEN.fullmatch(parts[0])
         or parts[1] not in KINDS
         or not _RUN.fullmatch(parts[2])
-        or not parts[3].isdigit()
+        or not _SEQ.fullmatch(parts[3])
     ):
         raise DataError(f"malformed message id {text!r}")
     return parts[0], parts[1], parts[2], int(parts[3])

@@ -4,7 +4,8 @@ A `MemoryBus` fans every published envelope out to each subscriber's queue (the 
 running, the live detector each see every event). Queues are bounded: a publisher blocks when a
 subscriber is `capacity` events behind, so a slow disk slows the sensors (whose kernel-side counters
 then report what was dropped) instead of growing memory without limit; 250,000 events (a few hundred
-MB) by default. Nothing is serialised: the envelope objects themselves travel.
+MB) by default. Nothing is serialised: the event objects themselves travel, and a fetch hands them
+over as one list per sensor stream (`Delivery`), not one object per event.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections import deque
 
 from beth.errors import TransportError
-from beth.transport.base import Delivery, Publisher, PublisherStats, Subscriber
+from beth.transport.base import Arrivals, Delivery, Publisher, PublisherStats, Subscriber
 from beth.transport.envelope import Envelope, host_token
 
 
@@ -39,15 +40,19 @@ class MemoryBus:
         return sub
 
     def _offer(self, envelope: Envelope) -> None:
-        subs = self._subs
-        for sub in subs:
-            if len(sub._queue) >= self.capacity:
-                with self._space:
-                    while len(sub._queue) >= self.capacity and not sub.closed and not self.closed:
-                        self._space.wait(0.1)
-            sub._queue.append(envelope)
-            if sub._waiting:
-                sub._ready.set()
+        for sub in self._subs:
+            queue = sub._queue
+            if len(queue) >= self.capacity:
+                self._wait_for_space(sub)
+            queue.append(envelope)
+            if sub._arrivals.wanted:
+                sub._arrivals.arrived(len(queue))
+
+    def _wait_for_space(self, sub: MemorySubscriber) -> None:
+        """Backpressure: block while `sub` is `capacity` events behind."""
+        with self._space:
+            while len(sub._queue) >= self.capacity and not sub.closed and not self.closed:
+                self._space.wait(0.1)
 
     def _unsubscribe(self, sub: MemorySubscriber) -> None:
         with self._lock:
@@ -63,7 +68,7 @@ class MemoryBus:
         self.closed = True
         self._made_space()
         for sub in list(self._subs):
-            sub._ready.set()
+            sub._arrivals.wake()
 
 
 class MemoryPublisher(Publisher):
@@ -93,29 +98,37 @@ class MemoryPublisher(Publisher):
         return self._stats
 
 
+def group(queue: deque[Envelope], n: int) -> list[Delivery]:
+    """The first `n` envelopes of `queue`, taken off it, as one delivery per run of consecutive
+    sequence numbers of a stream (normally: one per stream)."""
+    out: list[Delivery] = []
+    last: dict[tuple[str, str, str], Delivery] = {}  # each stream's latest delivery
+    popleft = queue.popleft
+    for _ in range(n):
+        env = popleft()
+        key = (env.host, env.kind, env.run)
+        d = last.get(key)
+        if d is not None and env.seq == d.seq + len(d.events):  # type: ignore[arg-type]
+            d.events.append(env.event)  # type: ignore[union-attr]
+        else:
+            d = last[key] = Delivery(host_token(env.host), env.kind, env.run, env.seq, events=[env.event])
+            out.append(d)
+    return out
+
+
 class MemorySubscriber(Subscriber):
     untrusted = False  # the envelopes come from sensors in this very process
 
     def __init__(self, bus: MemoryBus) -> None:
         self._bus = bus
         self._queue: deque[Envelope] = deque()
-        self._ready = threading.Event()
-        self._waiting = False
+        self._arrivals = Arrivals()
         self.closed = False
 
-    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+    def fetch(self, max_messages: int, timeout: float, *, fill: bool = False) -> list[Delivery]:
         queue = self._queue
-        if not queue:
-            self._waiting = True
-            self._ready.clear()
-            if not queue:  # re-check: a publish may have landed before _waiting was seen
-                self._ready.wait(timeout)
-            self._waiting = False
-        out: list[Delivery] = []
-        popleft = queue.popleft
-        for _ in range(min(max_messages, len(queue))):
-            env = popleft()
-            out.append(Delivery(host_token(env.host), env.kind, env.run, env.seq, event=env.event))
+        self._arrivals.wait(queue, min(max_messages, self._bus.capacity) if fill else 1, timeout)
+        out = group(queue, min(max_messages, len(queue)))
         if out and len(queue) < self._bus.capacity:
             self._bus._made_space()
         return out

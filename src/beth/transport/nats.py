@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import ssl
@@ -40,8 +41,8 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from beth.errors import DataError, TransportError, UsageError
-from beth.transport.base import Delivery, Publisher, PublisherStats, Subscriber
-from beth.transport.envelope import KINDS, SUBJECT_PREFIX, Envelope, parse_msg_id, parse_subject
+from beth.transport.base import Arrivals, Delivery, Publisher, PublisherStats, Subscriber
+from beth.transport.envelope import KINDS, STATS, SUBJECT_PREFIX, Envelope, parse_msg_id, parse_subject
 
 STREAM = "BETH"
 DURABLE = "beth-collector"
@@ -180,6 +181,125 @@ class _Loop:
             self.loop.close()
 
 
+#: A message beth publishes: (subject, reply subject, payload, Nats-Msg-Id).
+_Message = tuple[str, str, bytes, str]
+#: A message the collector received: (subject, reply subject, payload, Nats-Msg-Id).
+_Received = tuple[str, str, bytes, str | None]
+#: A message as beth's handlers take it: (subject, reply subject, payload, inline status, Nats-Msg-Id).
+RawHandler = Callable[[str, str, bytes, str | None, str | None], None]
+
+
+def read_header(block: bytes | None) -> tuple[str | None, str | None]:
+    """(inline status, Nats-Msg-Id) of a raw NATS header block (`NATS/1.0[ status]\r\nName: value...`).
+
+    The status is what the server puts on the first line (`404 No Messages`), never a header a sender
+    named "Status". The message id is the first `Nats-Msg-Id` line, the one JetStream de-duplicates on.
+    """
+    if not block:
+        return None, None
+    status = None
+    if block[8:9] == b" ":
+        status = block[9 : block.find(b"\r\n")].strip().decode("ascii", "replace")
+    start = block.find(b"\r\nNats-Msg-Id:")
+    if start < 0:
+        return status, None
+    start += 14
+    end = block.find(b"\r\n", start)
+    return status, block[start:end].strip().decode("utf-8", "replace")
+
+
+def _fast_lane_available() -> bool:
+    """Whether this nats-py has the internals `BethClient`'s shortcuts use (checked, not assumed)."""
+    try:
+        process = list(inspect.signature(Client._process_msg).parameters)
+        send = list(inspect.signature(Client._send_command).parameters)
+        flush = inspect.iscoroutinefunction(Client._flush_pending)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return (
+        process == ["self", "sid", "subject", "reply", "data", "headers"]
+        and send[:2] == ["self", "cmd"]
+        and flush
+    )
+
+
+class BethClient(Client):
+    """nats-py's client with a fast lane for the two per-message hot paths.
+
+    nats-py spends most of its time per message on work beth does not need: on receipt, parsing the
+    headers into a dict, building a `Msg` and passing it through an asyncio queue to a task that
+    awaits the callback; on publish, validating and encoding a headers dict. With hundreds of
+    thousands of messages a second (one per event, each with its own PubAck) that was most of the
+    cost of both publisher and collector. The fast lane hands a subscription's messages to a plain
+    function straight from nats-py's protocol parser (`subscribe_raw`), and sends many HPUB
+    commands as one write (`publish_batch`) through nats-py's own pending buffer and flusher.
+
+    It uses three nats-py internals (`_process_msg`, `_send_command`, `_flush_pending`, stable since
+    nats-py 2.0), checked once at import; where they differ the same methods use nats-py's public
+    API instead (`fast = False`), slower and otherwise identical. Connection handling (reconnects,
+    TLS, pings, resubscribing) is nats-py's own either way.
+    """
+
+    fast: bool = _fast_lane_available()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._raw: dict[int, RawHandler] = {}
+
+    async def subscribe_raw(self, subject: str, handler: RawHandler) -> None:
+        """Call `handler` for every message on `subject`, in order, on the event loop."""
+
+        async def via_msg(msg: Msg) -> None:  # the public way: one Msg per message
+            headers = msg.headers or {}
+            status = None
+            if not msg.data and "Status" in headers:  # nats-py puts an inline status there
+                status = f"{headers['Status']} {headers.get('Description', '')}".strip()
+            handler(msg.subject, msg.reply, msg.data, status, headers.get(MSG_ID))
+
+        sub = await self.subscribe(subject, cb=via_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        sid = getattr(sub, "_id", None)
+        if self.fast and self._subs.get(sid) is sub:  # type: ignore[arg-type]
+            self._raw[sid] = handler  # type: ignore[index]
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self._raw.get(sid)
+        if handler is None:
+            await super()._process_msg(sid, subject, reply, data, headers)
+            return
+        status, msg_id = read_header(headers)
+        try:
+            handler(subject.decode(), reply.decode(), data, status, msg_id)
+        except Exception as exc:  # as nats-py does with a callback's error: report it, read on
+            await self._error_cb(exc)
+
+    async def publish_batch(self, messages: list[_Message]) -> None:
+        """Publish (subject, reply subject, payload, Nats-Msg-Id) messages, in order."""
+        if not self.fast:
+            for subject, reply, payload, msg_id in messages:
+                await self.publish(subject, payload, reply=reply, headers={MSG_ID: msg_id})
+            return
+        if self.is_closed:
+            raise nats.errors.ConnectionClosedError
+        await self._send_command(b"".join([_hpub(*m) for m in messages]))
+        await self._flush_pending()
+
+
+def _hpub(subject: str, reply: str, payload: bytes, msg_id: str) -> bytes:
+    """The HPUB protocol command of one message with a Nats-Msg-Id header."""
+    header = b"NATS/1.0\r\nNats-Msg-Id: %s\r\n\r\n" % msg_id.encode()
+    size = len(header)
+    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (
+        subject.encode(),
+        reply.encode(),
+        size,
+        size + len(payload),
+        header,
+        payload,
+    )
+
+
 class _Connection:
     """A nats-py client connected on a `_Loop`, with the errors it reported and reconnect hooks."""
 
@@ -190,9 +310,9 @@ class _Connection:
         self.fatal: str | None = None
         self.last_error: str | None = None
         self.on_reconnect: list[Callable[[], None]] = []
-        self.nc: Client = loop.call(self._connect(connect_timeout))
+        self.nc: BethClient = loop.call(self._connect(connect_timeout))
 
-    async def _connect(self, timeout: float) -> Client:
+    async def _connect(self, timeout: float) -> BethClient:
         fatal = asyncio.Event()
 
         async def error_cb(exc: Exception) -> None:
@@ -214,8 +334,9 @@ class _Connection:
                 hook()
 
         ep = self.endpoint
+        nc = BethClient()
         task = asyncio.ensure_future(
-            nats.connect(
+            nc.connect(
                 servers=[ep.url],
                 name=ep.name,
                 tls=ep.ssl_context(),
@@ -237,7 +358,7 @@ class _Connection:
         done, _ = await asyncio.wait({task, stop}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
         if task in done and task.exception() is None:
-            return task.result()
+            return nc
         task.cancel()
         with contextlib.suppress(BaseException):
             await task
@@ -279,7 +400,7 @@ class NatsPublisher(Publisher):
         self.log = log or (lambda message: None)
         self._stats = PublisherStats()
         self._queue: deque[Envelope] = deque()
-        self._unacked: dict[int, tuple[str, bytes, dict[str, str], float]] = {}
+        self._unacked: dict[int, tuple[_Message, float]] = {}  # reply token -> (message, last sent)
         self._next_token = 0
         self._space = threading.Condition()
         self._idle = True
@@ -299,9 +420,7 @@ class NatsPublisher(Publisher):
         self._wake = asyncio.Event()
         self._acks_freed = asyncio.Event()
         self._reply_prefix = f"{nc._inbox_prefix.decode()}.{nc._nuid.next().decode()}."
-        await nc.subscribe(
-            self._reply_prefix + "*", cb=self._on_ack, pending_msgs_limit=-1, pending_bytes_limit=-1
-        )
+        await nc.subscribe_raw(self._reply_prefix + "*", self._on_ack)
         if create_stream:
             await ensure_stream(nc, self.log)
         self._sender = asyncio.ensure_future(self._send_loop())
@@ -363,10 +482,9 @@ class NatsPublisher(Publisher):
         self._resend_all = True
         self._wake.set()
 
-    async def _on_ack(self, msg: Msg) -> None:
-        token = int(msg.subject[len(self._reply_prefix) :])
-        data = msg.data
-        if msg.headers and msg.headers.get("Status") == "503":
+    def _on_ack(self, subject: str, reply: str, data: bytes, status: str | None, msg_id: str | None) -> None:
+        """A PubAck: JetStream stored the message whose reply token ends `subject` (or says why not)."""
+        if status is not None and status.startswith("503"):
             return  # no stream yet: keep it, it is sent again after ack_timeout
         if b'"error"' in data:
             reason = json.loads(data).get("error", {}).get("description", data.decode(errors="replace"))
@@ -374,7 +492,7 @@ class NatsPublisher(Publisher):
                 self._stats.errors.append(reason)
                 self.log(f"nats: the server did not store an event: {reason}; retrying")
             return
-        if self._unacked.pop(token, None) is None:
+        if self._unacked.pop(int(subject[len(self._reply_prefix) :]), None) is None:
             return  # ack of a retried copy
         self._stats.acked += 1
         if b'"duplicate"' in data:
@@ -384,7 +502,7 @@ class NatsPublisher(Publisher):
 
     async def _send_loop(self) -> None:
         nc = self._conn.nc
-        queue, unacked, prefix = self._queue, self._unacked, self._reply_prefix
+        queue, unacked = self._queue, self._unacked
         while True:
             if not queue and not self._resend_all:
                 self._idle = True
@@ -399,20 +517,16 @@ class NatsPublisher(Publisher):
                 await asyncio.sleep(0.05)
                 continue
             now = time.monotonic()
-            if self._resend_all or (unacked and now - next(iter(unacked.values()))[3] > self.ack_timeout):
+            if self._resend_all or (unacked and now - next(iter(unacked.values()))[1] > self.ack_timeout):
                 self._resend_all = False
                 await self._resend(now)
             sent = 0
             while queue and len(unacked) < self.max_in_flight and nc.is_connected:
-                env = queue.popleft()
-                token = self._next_token = self._next_token + 1
-                subj, payload, hdr = env.subject, env.payload(), {MSG_ID: env.msg_id}
-                unacked[token] = (subj, payload, hdr, now)
-                await nc.publish(subj, payload, reply=f"{prefix}{token}", headers=hdr)
-                sent += 1
-                if sent % 512 == 0:
-                    now = time.monotonic()
-                    await asyncio.sleep(0)  # let acks in
+                batch = self._take(min(len(queue), self.max_in_flight - len(unacked), 512), now)
+                await nc.publish_batch(batch)
+                sent += len(batch)
+                now = time.monotonic()
+                await asyncio.sleep(0)  # let acks in
             if sent and len(self._queue) < self.max_queued:
                 with self._space:
                     self._space.notify_all()
@@ -421,18 +535,48 @@ class NatsPublisher(Publisher):
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._acks_freed.wait(), timeout=self.ack_timeout)
 
+    def _take(self, n: int, now: float) -> list[_Message]:
+        """The next `n` queued events as messages, each with its own reply token, now unacked."""
+        queue, unacked, prefix, limit = (
+            self._queue,
+            self._unacked,
+            self._reply_prefix,
+            self._conn.nc.max_payload,
+        )
+        batch = []
+        for _ in range(n):
+            env = queue.popleft()
+            payload = env.payload()
+            if len(payload) > limit:  # the broker would drop the connection: report it, go on
+                self._refuse(env, f"an event of {len(payload):,} bytes exceeds the broker's {limit:,}")
+                continue
+            token = self._next_token = self._next_token + 1
+            message = (env.subject, f"{prefix}{token}", payload, env.msg_id)
+            unacked[token] = (message, now)
+            batch.append(message)
+        return batch
+
+    def _refuse(self, env: Envelope, reason: str) -> None:
+        if reason not in self._stats.errors:
+            self._stats.errors.append(reason)
+        self.log(f"nats: not sent: {env.kind} event #{env.seq}: {reason}")
+
     async def _resend(self, now: float) -> None:
         """Send every unacked message again, oldest first (JetStream drops the copies it has)."""
         nc = self._conn.nc
-        items = list(self._unacked.items())
-        for i, (token, (subj, payload, hdr, _)) in enumerate(items):
+        tokens = list(self._unacked)
+        for i in range(0, len(tokens), 512):
             if not nc.is_connected:
                 return
-            self._unacked[token] = (subj, payload, hdr, now)
-            await nc.publish(subj, payload, reply=f"{self._reply_prefix}{token}", headers=hdr)
-            if i % 512 == 511:
-                await asyncio.sleep(0)
-        self._stats.retried += len(items)
+            batch = []
+            for token in tokens[i : i + 512]:
+                entry = self._unacked.get(token)
+                if entry is not None:  # not acked meanwhile
+                    self._unacked[token] = (entry[0], now)
+                    batch.append(entry[0])
+            await nc.publish_batch(batch)
+            self._stats.retried += len(batch)
+            await asyncio.sleep(0)
 
 
 async def ensure_stream(nc: Client, log: Callable[[str], None], **config: Any) -> bool:
@@ -476,11 +620,9 @@ class NatsSubscriber(Subscriber):
     ) -> None:
         self.durable, self.batch, self.max_buffered = durable, batch, max_buffered
         self.log = log or (lambda message: None)
-        self._buffer: deque[Delivery] = deque()
-        self._ready = threading.Event()
-        self._waiting = False
+        self._buffer: deque[_Received] = deque()  # received, not yet fetched
+        self._arrivals = Arrivals()
         self._subjects: dict[str, tuple[str, str]] = {}  # parsed subjects (a few per host)
-        self._runs: set[str] = set()  # run ids already checked
         self._loop = _Loop("beth-nats-collector")
         try:
             self._conn = _Connection(endpoint, self._loop, connect_timeout=connect_timeout, log=self.log)
@@ -488,7 +630,7 @@ class NatsSubscriber(Subscriber):
         except BaseException:
             self._loop.stop()
             raise
-        self._conn.on_reconnect.append(lambda: asyncio.ensure_future(self._pull()))
+        self._conn.on_reconnect.append(self._pull_soon)
 
     async def _start(self, stream_max_bytes: int) -> None:
         nc = self._conn.nc
@@ -525,7 +667,7 @@ class NatsSubscriber(Subscriber):
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{self.durable}"
         self._outstanding = 0
         self._pull_sent = 0.0
-        await nc.subscribe(self._inbox, cb=self._on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+        await nc.subscribe_raw(self._inbox, self._on_msg)
         await self._pull()
         self._watchdog = asyncio.ensure_future(self._watch())
 
@@ -546,77 +688,85 @@ class NatsSubscriber(Subscriber):
             if time.monotonic() - self._pull_sent > 7.0:
                 await self._pull()
 
-    async def _on_msg(self, msg: Msg) -> None:
-        headers = msg.headers
-        status = headers.get("Status") if headers else None
+    def _on_msg(self, subject: str, reply: str, data: bytes, status: str | None, msg_id: str | None) -> None:
+        """A message for the collector, or the status that ends a pull request (on the loop)."""
         if status is not None:
-            if status in ("404", "408", "409"):  # request ended (no messages / expired / limits)
-                if status == "409" and "Deleted" in headers.get("Description", ""):  # type: ignore[union-attr]
+            if status[:3] in ("404", "408", "409"):  # request ended (no messages / expired / limits)
+                if status.startswith("409") and "Deleted" in status:
                     self.log("nats: the collector's consumer was deleted; restart the collector")
                 self._outstanding = 0
-                await self._pull()
+                self._pull_soon()
             return
-        self._buffer.append(self._delivery(msg, headers))
-        if self._waiting:
-            self._ready.set()
+        buf = self._buffer
+        buf.append((subject, reply, data, msg_id))
+        if self._arrivals.wanted:
+            self._arrivals.arrived(len(buf))
         self._outstanding -= 1
         if self._outstanding <= 0:
-            await self._pull()
+            self._pull_soon()
 
-    def _delivery(self, msg: Msg, headers: dict[str, str] | None) -> Delivery:
-        subject, reply = msg.subject, msg.reply
+    def _pull_soon(self) -> None:
+        """`_pull` from a plain function on the loop (the task is kept until it is done)."""
+        self._pulling = asyncio.ensure_future(self._pull())
+
+    def _group(self, msgs: list[_Received]) -> list[Delivery]:
+        """`msgs` (in stream order) as deliveries: one per run of consecutive messages of a sensor
+        stream, each run checked in full at its first message (subject, message id) and for the rest
+        only to continue it (same subject, same id but the next number). The acknowledgement token,
+        the last message's reply subject, goes on the last delivery."""
+        out: list[Delivery] = []
+        runs: dict[str, tuple[Delivery, str]] = {}  # message id less its number -> (delivery, subject)
+        for subject, _, data, msg_id in msgs:
+            stream = ""
+            if msg_id is not None:
+                stream, _, seq = msg_id.rpartition(".")
+                found = runs.get(stream)
+                if found is not None:
+                    d, subj = found
+                    if subject == subj and seq == str(d.seq + len(d.lines)):  # type: ignore[arg-type]
+                        d.lines.append(data)  # type: ignore[union-attr]
+                        continue
+            d = self._delivery(subject, msg_id, data)
+            out.append(d)
+            if d.error is None and d.kind != STATS:
+                runs[stream] = (d, subject)
+        if out:
+            out[-1].token = msgs[-1][1]
+        return out
+
+    def _delivery(self, subject: str, msg_id: str | None, data: bytes) -> Delivery:
+        """A delivery of one message, or of none with the reason (`error`) it cannot be taken."""
         parsed = self._subjects.get(subject)
         if parsed is None:
             try:
                 parsed = parse_subject(subject)
             except DataError:
-                return Delivery("?", "?", "", 0, line="", token=reply, error=f"bad subject {subject!r}")
+                return Delivery("?", "?", "", 0, lines=[data], error=f"bad subject {subject!r}")
             if len(self._subjects) < 100_000:
                 self._subjects[subject] = parsed
         host, kind = parsed
-        try:
-            line = msg.data.decode("utf-8")
-        except UnicodeDecodeError:
-            return Delivery(host, kind, "", 0, line="", token=reply, error="payload is not UTF-8")
-        msg_id = headers.get(MSG_ID) if headers else None
         if msg_id is None:
-            return Delivery(host, kind, "", 0, line=line, token=reply, error="no Nats-Msg-Id header")
-        parts = msg_id.split(".")
-        if (
-            len(parts) == 4
-            and parts[0] == host
-            and parts[1] == kind
-            and parts[3].isdigit()
-            and parts[2] in self._runs
-        ):
-            return Delivery(host, kind, parts[2], int(parts[3]), line=line, token=reply)
-        try:  # the slow, exact path: a new run id, or something wrong
+            return Delivery(host, kind, "", 0, lines=[data], error="no Nats-Msg-Id header")
+        try:
             id_host, id_kind, run, seq = parse_msg_id(msg_id)
             if (id_host, id_kind) != (host, kind):
                 raise DataError(f"message id {msg_id!r} names another host or kind than its subject")
         except DataError as exc:
-            return Delivery(host, kind, "", 0, line=line, token=reply, error=exc.message)
-        if len(self._runs) < 100_000:
-            self._runs.add(run)
-        return Delivery(host, kind, run, seq, line=line, token=reply)
+            return Delivery(host, kind, "", 0, lines=[data], error=exc.message)
+        return Delivery(host, kind, run, seq, lines=[data])
 
     # --- called from the collector's thread ---
 
-    def fetch(self, max_messages: int, timeout: float) -> list[Delivery]:
+    def fetch(self, max_messages: int, timeout: float, *, fill: bool = False) -> list[Delivery]:
         buf = self._buffer
-        if not buf:
-            self._waiting = True
-            self._ready.clear()
-            if not buf:
-                self._ready.wait(timeout)
-            self._waiting = False
+        self._arrivals.wait(buf, min(max_messages, self.max_buffered) if fill else 1, timeout)
         if self._conn.fatal:
             raise TransportError(self._conn.fatal)
         n = min(max_messages, len(buf))
-        out = [buf.popleft() for _ in range(n)]
-        if out and len(buf) < self.max_buffered // 2 and self._outstanding <= 0:
-            self._loop.soon(lambda: asyncio.ensure_future(self._pull()))
-        return out
+        msgs = [buf.popleft() for _ in range(n)]
+        if msgs and len(buf) < self.max_buffered // 2 and self._outstanding <= 0:
+            self._loop.soon(self._pull_soon)
+        return self._group(msgs)
 
     def ack(self, delivery: Delivery) -> None:
         reply = delivery.token

@@ -1,11 +1,13 @@
 """Per-sensor sequence numbers on the collector side: drop duplicates, restore order, report gaps.
 
-Each (host, kind, run) stream numbers its events 1, 2, 3, ... A delivery whose number was already
-passed is a duplicate (a redelivery after a crash, a publisher retry) and is dropped. One that arrives
-early (a retry overtook it, or a reconnect replayed a window) is held until the numbers before it
-arrive, so rows are written in sensor order. If the missing numbers have not come after
-`reorder_window` seconds (or too many deliveries are held), they are declared a gap, reported, and the
-held ones are released. A number from a declared gap that turns up later is still written (late,
+Each (host, kind, run) stream numbers its events 1, 2, 3, ... A delivery (a run of consecutive
+numbers, normally a whole fetch's worth of one stream) that starts at the next number is taken
+whole; the rest is looked at event by event. An event whose number was already passed is a
+duplicate (a redelivery after a crash, a publisher retry) and is dropped. One that arrives early (a
+retry overtook it, or a reconnect replayed a window) is held until the numbers before it arrive, so
+rows are written in sensor order. If the missing numbers have not come after `reorder_window`
+seconds (or too many events are held), they are declared a gap, reported, and the held ones are
+released. A number from a declared gap that turns up later is still written (late,
 out of order) rather than lost, and the gap shrinks. Pure logic: no I/O, time is passed in.
 """
 
@@ -55,7 +57,7 @@ class StreamCounts:
 @dataclass
 class _Run:
     next: int = 1  # the next sequence number to write
-    held: dict[int, Delivery] = field(default_factory=dict)
+    held: dict[int, Delivery] = field(default_factory=dict)  # early single events by number
     held_since: float = 0.0
     gaps: list[list[int]] = field(default_factory=list)  # open gaps [first, last], oldest first
     last_seen: float = 0.0
@@ -98,38 +100,55 @@ class SequenceTracker:
 
     def offer(self, d: Delivery, now: float, ready: list[Delivery] | None = None) -> list[Delivery]:
         """Append the deliveries now ready to write, in order, to `ready` (a new list if None) and
-        return it; duplicates are marked done."""
+        return it; duplicates are marked done.
+
+        A delivery that continues its stream exactly (the normal case) goes through whole; one that
+        was all written before (a redelivery) is dropped whole; anything else (early, late, partly
+        seen) is taken apart and looked at event by event.
+        """
         if ready is None:
             ready = []
         state = self._flat.get((d.host, d.kind, d.run)) or self._run((d.host, d.kind), d.run, now)
         state.last_seen = now
+        if d.seq == state.next and not state.held:
+            state.next += d.count
+            ready.append(d)
+        elif d.seq + d.count <= state.next and not state.gaps:
+            self.counts[(d.host, d.kind)].duplicates += d.count
+            d.done = True
+        else:
+            for part in d.split():
+                self._offer_one(part, state, now, ready)
+        return ready
+
+    def _offer_one(self, d: Delivery, state: _Run, now: float, ready: list[Delivery]) -> None:
+        """`offer` for a delivery of one event."""
         seq = d.seq
         if seq == state.next:
             state.next += 1
             ready.append(d)
             if state.held:
                 ready.extend(self._drain(state))
-            return ready
+            return
         key = (d.host, d.kind)
         if seq < state.next:
             if state.gaps and self._fill_gap(key, state, seq):
                 self.counts[key].late += 1
                 ready.append(d)
-                return ready
+                return
             self.counts[key].duplicates += 1
             d.done = True
-            return ready
+            return
         if seq in state.held:
             self.counts[key].duplicates += 1
             d.done = True
-            return ready
+            return
         if not state.held:
             state.held_since = now
         state.held[seq] = d
         self.held += 1
         if len(state.held) > self.max_held:
             ready.extend(self._declare_gap(key, d.run, state))
-        return ready
 
     def expire(self, now: float, *, force: bool = False) -> list[Delivery]:
         """Release held deliveries whose predecessors are overdue (all of them with `force`)."""

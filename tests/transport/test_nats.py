@@ -29,7 +29,7 @@ from beth.errors import TransportError
 from beth.schema import FileKind
 from beth.transport.broker import NatsServer, local_server
 from beth.transport.envelope import Channel
-from beth.transport.nats import Endpoint, NatsPublisher, NatsSubscriber
+from beth.transport.nats import BethClient, Endpoint, NatsPublisher, NatsSubscriber, read_header
 from cli_runner import BETH
 from sample_events import dns_events, process_events
 
@@ -64,8 +64,18 @@ def collect_until(c: Collector, n: int, timeout: float = 60.0) -> None:
         c.step(0.1)
 
 
+@pytest.fixture(params=["fast lane", "public API"])
+def lane(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways BethClient talks to nats-py: its fast lane, and the public API it falls back to."""
+    if request.param == "public API":
+        monkeypatch.setattr(BethClient, "fast", False)
+    else:
+        assert BethClient.fast, "this nats-py lacks the internals of the fast lane (see BethClient)"
+    return request.param
+
+
 def test_events_of_two_hosts_arrive_exactly_as_the_writer_would_write_them(
-    server: NatsServer, tmp_path: Path
+    server: NatsServer, tmp_path: Path, lane: str
 ) -> None:
     ep = Endpoint.parse(server.url)
     events = {h: (list(process_events(h, 1500)), list(dns_events(h, 150))) for h in ("alpha", "beta")}
@@ -116,7 +126,7 @@ def test_unreachable_broker_is_a_clear_transport_error() -> None:
 
 
 def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
-    server: NatsServer, tmp_path: Path
+    server: NatsServer, tmp_path: Path, lane: str
 ) -> None:
     """Raw client messages: what a compromised or broken sensor could send on its own subject."""
     (good, forged) = list(process_events("mallory", 2))
@@ -146,6 +156,11 @@ def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
         await js.publish(
             "beth.mallory.dns", csv_line(good).encode(), headers={"Nats-Msg-Id": f"victim.dns.{run}.1"}
         )
+        await js.publish(  # a header posing as the status that ends a pull request: just a row
+            "beth.mallory.process",
+            csv_line(good).encode(),
+            headers={"Nats-Msg-Id": f"mallory.process.{run}.5", "Status": "404"},
+        )
         await nc.close()
 
     ep = Endpoint.parse(server.url)
@@ -154,7 +169,9 @@ def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
         deadline = time.monotonic() + 15
         while sum(h.rejected for h in c.hosts.values()) < 5 and time.monotonic() < deadline:
             c.step(0.1)
-    assert load(logs(tmp_path)["mallory"][0])["hostName"].to_list() == ["mallory"]
+        while c.written < 2 and time.monotonic() < deadline:
+            c.step(0.1)
+    assert load(logs(tmp_path)["mallory"][0])["hostName"].to_list() == ["mallory", "mallory"]
     reasons = [json.loads(x)["reason"] for x in (tmp_path / REJECTED_FILE).read_text().splitlines()]
     assert sorted(reasons) == sorted(
         [
@@ -166,6 +183,43 @@ def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
         ]
     )
     assert json.loads((tmp_path / STATS_FILE).read_text())["hosts"]["mallory"]["rejected"] == 5
+
+
+def test_read_header_takes_the_status_line_and_the_first_message_id() -> None:
+    assert read_header(None) == (None, None)
+    assert read_header(b"NATS/1.0 404 No Messages\r\n\r\n") == ("404 No Messages", None)
+    assert read_header(b"NATS/1.0 503\r\n\r\n") == ("503", None)
+    assert read_header(b"NATS/1.0\r\nNats-Msg-Id:  h.process.ab.7 \r\n\r\n") == (None, "h.process.ab.7")
+    # A sender's own "Status" header is not a status; of two ids, the first counts (as for JetStream).
+    block = b"NATS/1.0\r\nStatus: 404\r\nX-Nats-Msg-Id: x\r\nNats-Msg-Id: a.dns.1.1\r\nNats-Msg-Id: b\r\n\r\n"
+    assert read_header(block) == (None, "a.dns.1.1")
+
+
+def test_an_event_too_big_for_the_broker_is_reported_and_the_rest_flows(
+    server: NatsServer, tmp_path: Path, lane: str
+) -> None:
+    """The broker would close the connection on it (max_payload): refused before sending, counted,
+    and the collector reports its number as a gap."""
+    ep = Endpoint.parse(server.url)
+    first, huge, last = process_events("h", 3)
+    huge.args = [{"name": "pathname", "type": "const char*", "value": "x" * (1 << 20)}]
+    ch = Channel("h", "process")
+    log: list[str] = []
+    with (
+        NatsSubscriber(ep) as sub,
+        Collector(sub, tmp_path, reorder_window=0.2, log=log.append) as c,
+        NatsPublisher(ep) as pub,
+    ):
+        for e in (first, huge, last):
+            pub.publish(ch.wrap(e))
+        pub.flush(10)
+        assert pub.stats().acked == 2 and "exceeds the broker's" in pub.stats().errors[0]
+        collect_until(c, 2)
+        deadline = time.monotonic() + 10
+        while not any("gap" in m for m in log) and time.monotonic() < deadline:
+            c.step(0.1)
+    assert load(logs(tmp_path)["h"][0])["threadId"].to_list() == [0, 2]
+    assert any("1 event(s) missing (#2)" in m for m in log)
 
 
 def _written(out: Path) -> int:

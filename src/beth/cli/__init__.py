@@ -10,7 +10,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from beth.cli.app import app, err, out
+from beth.cli.app import app, err, out, reflow_help
 from beth.errors import BethError
 
 # Importing a topic module registers its commands.
@@ -23,6 +23,8 @@ from beth.cli import synth as _synth  # noqa: F401  isort: skip
 from beth.cli import sense_process as _sense_process  # noqa: F401  isort: skip
 from beth.cli import demo as _demo  # noqa: F401  isort: skip
 from beth.cli import tune as _tune  # noqa: F401  isort: skip
+
+reflow_help(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,6 +6,8 @@ logs to `err` (stderr), so `beth ... > file` captures only results.
 
 from __future__ import annotations
 
+import inspect
+
 import typer
 from rich.console import Console
 
@@ -41,3 +43,23 @@ def _root(
     ),
 ) -> None:
     """beth: BPF-extended tracking honeypot."""
+
+
+def reflow(doc: str) -> str:
+    """`doc` with each prose paragraph on one line, so the terminal wraps it (Typer's rich help keeps
+    a docstring's line breaks); paragraphs with indented lines (examples) stay as written."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(
+        p if any(line[:1].isspace() for line in p.splitlines()) else p.replace("\n", " ") for p in paragraphs
+    )
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and of its sub-apps) its docstring, reflowed, as help."""
+    for command in typer_app.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback)
+        if doc:
+            command.help = reflow(doc)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)

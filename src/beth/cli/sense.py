@@ -1,6 +1,6 @@
 """`beth sense ...`: run one sensor and write what it sees. Sensor commands register on `sense_app`.
 
-Both sensor commands share the output-format check and the capture loop below.
+Both sensor commands share their output options, the output-format check and the capture loop below.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import time
 from types import FrameType
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -22,6 +23,27 @@ sense_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sense_app, name="sense")
+
+
+def out_option() -> Any:
+    return typer.Option(..., "--out", "-o", help="Output file, or '-' for stdout.")
+
+
+def format_option(layout: str) -> Any:
+    """--format; `layout` names the Kaggle files the CSV output is laid out like."""
+    return typer.Option(
+        None,
+        "--format",
+        "-f",
+        help=f"Output format: {', '.join(FORMATS)} (default: from the --out suffix; csv for '-'). "
+        f"CSV is laid out like the Kaggle {layout}.",
+    )
+
+
+def duration_option() -> Any:
+    return typer.Option(
+        None, "--duration", "-d", min=0.0, help="Stop after S seconds (default: run until Ctrl-C or SIGTERM)."
+    )
 
 
 def output_format(out: str, fmt: str | None) -> str:

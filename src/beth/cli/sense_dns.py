@@ -8,25 +8,17 @@ from pathlib import Path
 import typer
 
 from beth.cli.app import err
-from beth.cli.sense import capture, output_format, sense_app
-from beth.data.write import FORMATS, EventWriter
+from beth.cli.sense import capture, duration_option, format_option, out_option, output_format, sense_app
+from beth.data.write import EventWriter
 from beth.schema import FileKind
 from beth.sensors.dns import DnsSensor
 
 
 @sense_app.command("dns")
 def sense_dns(
-    out: str = typer.Option(..., "--out", "-o", help="Output file, or '-' for stdout."),
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help=f"Output format: {', '.join(FORMATS)} (default: from the --out suffix; csv for '-'). "
-        "CSV is laid out like the Kaggle BETH DNS files.",
-    ),
-    duration: float | None = typer.Option(
-        None, "--duration", "-d", min=0.0, help="Stop after S seconds (default: run until Ctrl-C or SIGTERM)."
-    ),
+    out: str = out_option(),
+    fmt: str | None = format_option("BETH DNS files"),
+    duration: float | None = duration_option(),
     interface: str | None = typer.Option(
         None, "--interface", "-i", help="Capture on this interface only (default: every interface, lo too)."
     ),

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from beth.cli.app import err
-from beth.cli.sense import capture, output_format, sense_app
-from beth.data.write import FORMATS, EventWriter
+from beth.cli.sense import capture, duration_option, format_option, out_option, output_format, sense_app
+from beth.data.write import EventWriter
 from beth.errors import UsageError
 from beth.schema import FileKind
 from beth.sensors.process import ProcessSensor
@@ -22,17 +22,9 @@ _SETS = ", ".join(sorted(event_sets()))
 
 @sense_app.command("process")
 def sense_process(
-    out: str = typer.Option(..., "--out", "-o", help="Output file, or '-' for stdout."),
-    fmt: str | None = typer.Option(
-        None,
-        "--format",
-        "-f",
-        help=f"Output format: {', '.join(FORMATS)} (default: from the --out suffix; csv for '-'). "
-        "CSV is laid out like the Kaggle BETH files.",
-    ),
-    duration: float | None = typer.Option(
-        None, "--duration", "-d", min=0.0, help="Stop after S seconds (default: run until Ctrl-C or SIGTERM)."
-    ),
+    out: str = out_option(),
+    fmt: str | None = format_option("BETH files"),
+    duration: float | None = duration_option(),
     events: list[str] | None = typer.Option(
         None,
         "--events",

@@ -39,6 +39,7 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.protocol import parser as nats_parser
 
 from beth.errors import DataError, TransportError, UsageError
 from beth.transport.base import Arrivals, Delivery, Publisher, PublisherStats, Subscriber
@@ -214,13 +215,96 @@ def _fast_lane_available() -> bool:
         process = list(inspect.signature(Client._process_msg).parameters)
         send = list(inspect.signature(Client._send_command).parameters)
         flush = inspect.iscoroutinefunction(Client._flush_pending)
+        parse = list(inspect.signature(nats_parser.Parser.parse).parameters)
+        parser_state = nats_parser.Parser(None)
+        state = parser_state.state == nats_parser.AWAITING_CONTROL_LINE
+        buffer = isinstance(parser_state.buf, bytearray)
     except (AttributeError, TypeError, ValueError):
         return False
     return (
         process == ["self", "sid", "subject", "reply", "data", "headers"]
         and send[:2] == ["self", "cmd"]
         and flush
+        and parse == ["self", "data"]
+        and state
+        and buffer
     )
+
+
+class _RawParser(nats_parser.Parser):
+    """nats-py's protocol parser with a fast path for messages to raw subscriptions.
+
+    Complete MSG/HMSG frames at the front of the buffer whose subscription has a raw handler are
+    cut with `bytes.find` and handed to the handler directly, in order: no regular expression,
+    state change or coroutine per message. A raw frame not yet complete waits for more bytes; any
+    other frame (another subscription, PING, INFO, -ERR, something malformed) goes to nats-py's own
+    parser with everything after it.
+    """
+
+    def __init__(self, nc: BethClient) -> None:
+        super().__init__(nc)
+        self.raw = nc._raw
+        self.client = nc
+
+    async def parse(self, data: bytes = b"") -> None:
+        buf = self.buf
+        buf.extend(data)
+        if self.raw and self.state == nats_parser.AWAITING_CONTROL_LINE:
+            used, waiting, errors = self._dispatch(buf)
+            if used:
+                del buf[:used]
+            for exc in errors:  # as nats-py does with a callback's error: report it, read on
+                await self.client._error_cb(exc)
+            if waiting:
+                return
+        await super().parse()
+
+    def _dispatch(self, buf: bytearray) -> tuple[int, bool, list[Exception]]:
+        """Hand the leading raw-subscription frames of `buf` to their handlers: (bytes used, whether
+        what is left is the start of a raw frame or nothing, the handlers' errors)."""
+        raw, size, pos = self.raw, len(buf), 0
+        errors: list[Exception] = []
+        while pos < size:
+            if buf.startswith(b"MSG ", pos):
+                with_headers = False
+            elif buf.startswith(b"HMSG ", pos):
+                with_headers = True
+            else:
+                return pos, False, errors
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return pos, size - pos < nats_parser.MAX_CONTROL_LINE_SIZE, errors
+            fields = bytes(buf[pos:eol]).split()
+            try:
+                if with_headers:  # HMSG subject sid [reply] header-bytes total-bytes
+                    subject, sid, reply, hsize, total = (
+                        fields[1:] if len(fields) == 6 else (fields[1], fields[2], b"", fields[3], fields[4])
+                    )
+                    header_size = int(hsize)
+                else:  # MSG subject sid [reply] bytes
+                    subject, sid, reply, total = (
+                        fields[1:] if len(fields) == 5 else (fields[1], fields[2], b"", fields[3])
+                    )
+                    header_size = 0
+                handler = raw.get(int(sid))
+                start = eol + 2
+                end = start + int(total)
+            except (ValueError, IndexError):
+                return pos, False, errors  # malformed: nats-py reports it
+            if handler is None:
+                return pos, False, errors
+            if end + 2 > size:
+                return pos, True, errors
+            if buf[end : end + 2] != b"\r\n":
+                return pos, False, errors
+            status, msg_id = read_header(bytes(buf[start : start + header_size]) if header_size else None)
+            payload = bytes(buf[start + header_size : end])
+            try:
+                handler(subject.decode(), reply.decode(), payload, status, msg_id)
+            except Exception as exc:
+                errors.append(exc)
+            pos = end + 2
+        return pos, True, errors
 
 
 class BethClient(Client):
@@ -231,13 +315,14 @@ class BethClient(Client):
     awaits the callback; on publish, validating and encoding a headers dict. With hundreds of
     thousands of messages a second (one per event, each with its own PubAck) that was most of the
     cost of both publisher and collector. The fast lane hands a subscription's messages to a plain
-    function straight from nats-py's protocol parser (`subscribe_raw`), and sends many HPUB
-    commands as one write (`publish_batch`) through nats-py's own pending buffer and flusher.
+    function (`subscribe_raw`), cut from the received bytes by `_RawParser` ahead of nats-py's
+    parser, and sends many HPUB commands as one write (`publish_batch`) through nats-py's own
+    pending buffer and flusher.
 
-    It uses three nats-py internals (`_process_msg`, `_send_command`, `_flush_pending`, stable since
-    nats-py 2.0), checked once at import; where they differ the same methods use nats-py's public
-    API instead (`fast = False`), slower and otherwise identical. Connection handling (reconnects,
-    TLS, pings, resubscribing) is nats-py's own either way.
+    It uses nats-py internals (`_process_msg`, `_send_command`, `_flush_pending`, the parser's
+    `buf`/`state`, stable since nats-py 2.0), checked once at import; where they differ the same
+    methods use nats-py's public API instead (`fast = False`), slower and otherwise identical.
+    Connection handling (reconnects, TLS, pings, resubscribing) is nats-py's own either way.
     """
 
     fast: bool = _fast_lane_available()
@@ -245,6 +330,8 @@ class BethClient(Client):
     def __init__(self) -> None:
         super().__init__()
         self._raw: dict[int, RawHandler] = {}
+        if self.fast:
+            self._ps = _RawParser(self)
 
     async def subscribe_raw(self, subject: str, handler: RawHandler) -> None:
         """Call `handler` for every message on `subject`, in order, on the event loop."""

@@ -185,6 +185,44 @@ def test_bad_envelopes_and_forged_rows_are_rejected_and_the_rest_written(
     assert json.loads((tmp_path / STATS_FILE).read_text())["hosts"]["mallory"]["rejected"] == 5
 
 
+def test_one_pull_request_at_a_time_however_often_a_pull_is_asked_for(
+    server: NatsServer, tmp_path: Path
+) -> None:
+    """Deliveries were once counted against several open pull requests (the collector's thread and
+    the loop could both ask for the next batch); past the consumer's limit of waiting requests (64)
+    every refusal asked again at once: a storm of requests that doubled the broker's and the
+    collector's CPU per event. Here 200 asks arrive while a request is open."""
+    ep = Endpoint.parse(server.url)
+    n, batch = 5_000, 50
+    ch = Channel("h", "process")
+    with (
+        NatsSubscriber(ep, batch=batch, max_buffered=400) as sub,
+        Collector(sub, tmp_path, batch=100) as c,
+        NatsPublisher(ep) as pub,
+    ):
+        for _ in range(200):  # what fetch() and the loop do when they think no request is open
+            sub._loop.soon(sub._pull_soon)
+        for e in process_events("h", n):
+            pub.publish(ch.wrap(e))
+        collect_until(c, n)
+        pub.flush(10)
+    assert sub.refused_pulls == 0
+    assert n // batch <= sub.pull_requests <= n // batch + 5
+    assert load(logs(tmp_path)["h"][0])["threadId"].to_list() == list(range(n))
+
+
+def test_an_expired_pull_request_is_renewed_at_once(server: NatsServer, tmp_path: Path) -> None:
+    """On an idle stream a pull request expires after 5 s; its 408 comes on the request's own reply
+    subject and the next request goes out then, not only when the 7 s watchdog notices."""
+    ep = Endpoint.parse(server.url)
+    with NatsSubscriber(ep) as sub:
+        assert sub.pull_requests == 1
+        deadline = time.monotonic() + 6.5
+        while sub.pull_requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sub.pull_requests == 2
+
+
 def test_read_header_takes_the_status_line_and_the_first_message_id() -> None:
     assert read_header(None) == (None, None)
     assert read_header(b"NATS/1.0 404 No Messages\r\n\r\n") == ("404 No Messages", None)

@@ -717,7 +717,7 @@ class NatsSubscriber(Subscriber):
         except BaseException:
             self._loop.stop()
             raise
-        self._conn.on_reconnect.append(self._pull_soon)
+        self._conn.on_reconnect.append(self._pull_again)
 
     async def _start(self, stream_max_bytes: int) -> None:
         nc = self._conn.nc
@@ -752,36 +752,51 @@ class NatsSubscriber(Subscriber):
             ) from None
         self._inbox = f"{nc._inbox_prefix.decode()}.{nc._nuid.next().decode()}"
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.{self.durable}"
-        self._outstanding = 0
+        self._outstanding = 0  # messages the open pull request may still deliver (0: none open)
+        self._request = ""  # reply subject of the open pull request; its end status comes there
         self._pull_sent = 0.0
-        await nc.subscribe_raw(self._inbox, self._on_msg)
+        self.pull_requests = 0  # pull requests sent (one open at a time)
+        self.refused_pulls = 0  # pull requests the broker refused (409: too many waiting)
+        await nc.subscribe_raw(self._inbox + ".*", self._on_msg)
         await self._pull()
         self._watchdog = asyncio.ensure_future(self._watch())
 
-    async def _pull(self) -> None:
-        """Ask for the next batch unless enough is already buffered."""
-        if len(self._buffer) >= self.max_buffered or not self._conn.nc.is_connected:
+    async def _pull(self, *, replace: bool = False) -> None:
+        """Ask for the next batch, unless a pull request is still open (`replace`: presume it lost)
+        or enough is already buffered. One request at a time: each one the broker holds open counts
+        against the consumer's limit of waiting requests, and counting deliveries against several
+        at once ends in a storm of requests the broker refuses."""
+        if (self._outstanding > 0 and not replace) or len(self._buffer) >= self.max_buffered:
             return
+        if not self._conn.nc.is_connected:
+            return
+        self.pull_requests += 1
+        self._request = f"{self._inbox}.{self.pull_requests}"
         self._outstanding = self.batch
         self._pull_sent = time.monotonic()
         request = json.dumps({"batch": self.batch, "expires": 5_000_000_000}).encode()
         with contextlib.suppress(nats.errors.Error):
-            await self._conn.nc.publish(self._next_subject, request, reply=self._inbox)
+            await self._conn.nc.publish(self._next_subject, request, reply=self._request)
 
     async def _watch(self) -> None:
-        """Re-issue a pull request that got lost (broker restart) and report a dead consumer."""
+        """Re-issue a pull request that got lost (its 5 s expiry passed without a word)."""
         while True:
             await asyncio.sleep(1.0)
             if time.monotonic() - self._pull_sent > 7.0:
-                await self._pull()
+                await self._pull(replace=True)
 
     def _on_msg(self, subject: str, reply: str, data: bytes, status: str | None, msg_id: str | None) -> None:
         """A message for the collector, or the status that ends a pull request (on the loop)."""
         if status is not None:
-            if status[:3] in ("404", "408", "409"):  # request ended (no messages / expired / limits)
-                if status.startswith("409") and "Deleted" in status:
-                    self.log("nats: the collector's consumer was deleted; restart the collector")
-                self._outstanding = 0
+            if subject != self._request or status[:3] not in ("404", "408", "409"):
+                return  # the end of an older request, or a status that ends nothing
+            if status.startswith("409") and "Deleted" in status:
+                self.log("nats: the collector's consumer was deleted; restart the collector")
+            self._outstanding = 0
+            if status.startswith("409") and "Waiting" in status:  # others' requests are still open
+                self.refused_pulls += 1
+                self._loop.loop.call_later(0.5, self._pull_soon)
+            else:  # served what there was, or expired
                 self._pull_soon()
             return
         buf = self._buffer
@@ -789,12 +804,16 @@ class NatsSubscriber(Subscriber):
         if self._arrivals.wanted:
             self._arrivals.arrived(len(buf))
         self._outstanding -= 1
-        if self._outstanding <= 0:
+        if self._outstanding == 0:
             self._pull_soon()
 
     def _pull_soon(self) -> None:
         """`_pull` from a plain function on the loop (the task is kept until it is done)."""
         self._pulling = asyncio.ensure_future(self._pull())
+
+    def _pull_again(self) -> None:
+        """After a reconnect: the open request died with the old connection."""
+        self._pulling = asyncio.ensure_future(self._pull(replace=True))
 
     def _group(self, msgs: list[_Received]) -> list[Delivery]:
         """`msgs` (in stream order) as deliveries: one per run of consecutive messages of a sensor

@@ -52,7 +52,9 @@ def main() -> None:
                         result = nats(args.events, tmp, url, secure=secure_args, server_pid=secure.proc.pid)
                     runs[mode].append(result)
                     cpu[mode].append(CPU["nats"][-1])
-                    print(f"run {r + 1} {mode}: {result[0]:,.0f} events/s", file=sys.stderr)
+                    parts = ", ".join(f"{k} {v:.1f}" for k, v in cpu[mode][-1].items())
+                    rate = f"{result[0]:,.0f} events/s"
+                    print(f"run {r + 1} {mode}: {rate}; CPU us/event {parts}", file=sys.stderr)
         finally:
             plain.stop()
             secure.stop()

@@ -7,9 +7,22 @@ logs to `err` (stderr), so `beth ... > file` captures only results.
 from __future__ import annotations
 
 import inspect
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 import beth
 
@@ -63,3 +76,34 @@ def reflow_help(typer_app: typer.Typer) -> None:
     for group in typer_app.registered_groups:
         if group.typer_instance is not None:
             reflow_help(group.typer_instance)
+
+
+def step_progress() -> Progress:
+    """A transient bar of counted steps (seeds, trials, stages) with its description, on stderr."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(*columns, console=err, transient=True)
+
+
+def live_progress(label: str, duration: float | None, fields: str) -> Progress:
+    """The status line of a long-running command (sensors, run, collect): a spinner, a bar when it
+    runs for a known `duration`, the time elapsed and `fields` (task fields), on stderr."""
+    columns: list[Any] = [SpinnerColumn(), TextColumn(f"[bold]{label}")]
+    if duration is not None:
+        columns.append(BarColumn())
+    columns += [TimeElapsedColumn(), TextColumn(fields)]
+    return Progress(*columns, console=err)
+
+
+@contextmanager
+def until_signal(stop: Callable[[], None]) -> Iterator[None]:
+    """Call `stop` on SIGINT/SIGTERM while the block runs; the previous handlers come back after."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from beth.cli.app import app, err, out
+from beth.cli.app import app, err, out, step_progress
 from beth.detectors.registry import CLASSICAL, METHODS
 
 
@@ -59,8 +58,7 @@ def bench(
     from beth.evaluation.bench import run_benchmark  # scikit-learn: imported only when a benchmark runs
 
     params = dict(read_tuned(path) for path in tuned)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with step_progress() as progress:
         result = run_benchmark(
             data,
             methods,

@@ -11,11 +11,10 @@ import tempfile
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.rule import Rule
 from rich.table import Table
 
-from beth.cli.app import app, err, out
+from beth.cli.app import app, err, out, step_progress
 from beth.cli.data import print_summaries
 from beth.data.info import summarise
 from beth.data.load import find_splits, load
@@ -25,11 +24,6 @@ from beth.features import FEATURES, distinct_rows, encode, summary, to_matrix
 
 #: A third of the paper's size: every split, host and attack phase present; about a minute on 2 cores.
 DEMO_ROWS = 380_000
-
-
-def _progress() -> Progress:
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    return Progress(*columns, console=err, transient=True)
 
 
 def _feature_tables(data_dir: Path) -> None:
@@ -82,7 +76,7 @@ def demo(
         work = keep or Path(tmp)
         data_dir, results_dir = work / "data", work / "results"
         out.print(Rule(f"1. synthetic BETH-like data: {rows:,} rows, seed {seed}"))
-        with _progress() as bar:
+        with step_progress() as bar:
             task = bar.add_task("synthesising", total=1)
             write_synthetic(
                 data_dir,
@@ -98,7 +92,7 @@ def demo(
         _feature_tables(data_dir)
 
         out.print(Rule(f"3. the paper's benchmark on the synthetic splits ({methods}, {seeds} seeds)"))
-        with _progress() as bar:
+        with step_progress() as bar:
             result = run_benchmark(data_dir, methods, seeds, results_dir, progress=bar)
         out.print(result.table())
         if keep is not None:

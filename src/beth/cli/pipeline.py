@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import re
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from beth.cli.app import app, err, out
+from beth.cli.app import app, err, live_progress, out, until_signal
 from beth.errors import UsageError
 
 FORMAT_HELP = "Log format: csv (the Kaggle layout, appended live) or parquet (each closed segment converted)."
@@ -44,29 +39,6 @@ def parse_duration(text: str) -> float:
     if not m:
         raise UsageError(f"not a duration: {text!r} (e.g. 1d, 6h, 30m, 10s)")
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2).lower()]
-
-
-@contextmanager
-def _until_signal(stop: Callable[[], None]) -> Iterator[None]:
-    """Call `stop` on SIGINT/SIGTERM while the block runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def _progress(label: str, duration: float | None, fields: str) -> Progress:
-    columns: list[Any] = [SpinnerColumn(), TextColumn(f"[bold]{label}")]
-    if duration is not None:
-        columns.append(BarColumn())
-    columns += [TimeElapsedColumn(), TextColumn(fields)]
-    return Progress(*columns, console=err)
 
 
 # --- beth run ------------------------------------------------------------------------------------
@@ -124,7 +96,7 @@ def run_cmd(
     pipeline.start()
     summary: dict[str, Any] = {}
     try:
-        with _until_signal(pipeline.stop), _progress("beth run", duration, "{task.fields[status]}") as bar:
+        with until_signal(pipeline.stop), live_progress("beth run", duration, "{task.fields[status]}") as bar:
             task = bar.add_task("run", total=duration, status="starting")
             start = time.monotonic()
             while not pipeline.stopping:
@@ -238,8 +210,8 @@ def collect_cmd(
             rotate_seconds=parse_duration(rotate_every),
             log=log,
         ) as collector,
-        _until_signal(stop.set),
-        _progress("beth collect", duration, "{task.fields[rows]:,} rows written") as bar,
+        until_signal(stop.set),
+        live_progress("beth collect", duration, "{task.fields[rows]:,} rows written") as bar,
     ):
         task = bar.add_task("collect", total=duration, rows=0)
         start = time.monotonic()
@@ -298,7 +270,7 @@ def broker_cmd(
     )
     out.print(server.url)
     stop = threading.Event()
-    with _until_signal(stop.set):
+    with until_signal(stop.set):
         while not stop.wait(0.5):
             if server.proc is not None and server.proc.poll() is not None:
                 raise UsageError(f"nats-server exited ({server.proc.returncode}); see {server.log}")

@@ -5,15 +5,12 @@ Both sensor commands share their output options, the output-format check and the
 
 from __future__ import annotations
 
-import signal
 import time
-from types import FrameType
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from beth.cli.app import app, err
+from beth.cli.app import app, live_progress, until_signal
 from beth.data.write import FORMATS, EventWriter, format_of
 from beth.errors import UsageError
 from beth.sensors.base import Sensor
@@ -59,35 +56,20 @@ def output_format(out: str, fmt: str | None) -> str:
 def capture(sensor: Sensor, writer: EventWriter, duration: float | None, *, label: str, unit: str) -> None:
     """Write the sensor's events until `duration` is over or SIGINT/SIGTERM, then what it still holds;
     a progress line on stderr counts rows and lost events."""
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        sensor.stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     start = time.monotonic()
     deadline = None if duration is None else start + duration
-    columns = [SpinnerColumn(), TextColumn(f"[bold]{label}")]
-    if duration is not None:
-        columns.append(BarColumn())
-    columns += [
-        TimeElapsedColumn(),
-        TextColumn(f"{{task.fields[rows]:,}} {unit}  {{task.fields[lost]:,}} lost"),
-    ]
-    try:
-        with Progress(*columns, console=err) as progress:
-            task = progress.add_task("sense", total=duration, rows=0, lost=0)
-            last = 0.0
-            while not sensor.stopped:
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    break
-                timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
-                writer.write_all(sensor.poll(timeout))
-                if now - last > 0.5:
-                    last = now
-                    progress.update(task, completed=now - start, rows=writer.rows, lost=sensor.stats().lost)
-            writer.write_all(sensor.drain())
-            progress.update(task, completed=duration or 0, rows=writer.rows, lost=sensor.stats().lost)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    fields = f"{{task.fields[rows]:,}} {unit}  {{task.fields[lost]:,}} lost"
+    with until_signal(sensor.stop), live_progress(label, duration, fields) as progress:
+        task = progress.add_task("sense", total=duration, rows=0, lost=0)
+        last = 0.0
+        while not sensor.stopped:
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            timeout = 0.25 if deadline is None else max(0.0, min(0.25, deadline - now))
+            writer.write_all(sensor.poll(timeout))
+            if now - last > 0.5:
+                last = now
+                progress.update(task, completed=now - start, rows=writer.rows, lost=sensor.stats().lost)
+        writer.write_all(sensor.drain())
+        progress.update(task, completed=duration or 0, rows=writer.rows, lost=sensor.stats().lost)

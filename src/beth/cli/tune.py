@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from beth.cli.app import app, err, out
+from beth.cli.app import app, err, out, step_progress
 from beth.errors import DataError, UsageError
 
 tune_app = typer.Typer(
@@ -80,11 +79,11 @@ def tune_dose(
     with early stopping on the validation split, and write the one with the lowest validation loss to
     OUT/tuned-dose.json; `beth bench --methods dose --tuned OUT/tuned-dose.json` then uses it."""
     from beth.data.load import find_splits, load
+    from beth.detectors.base import check_jobs
     from beth.detectors.dose_tune import paper_grid, tune
     from beth.features import FEATURES, encode, to_matrix
 
-    if jobs == 0 or jobs < -1:
-        raise UsageError(f"--jobs must be a positive integer or -1 (one per CPU), not {jobs}")
+    check_jobs(jobs, "--jobs")
     grid = paper_grid(
         _numbers(hidden, int, "--hidden"),
         _numbers(lr, float, "--lr"),
@@ -97,8 +96,7 @@ def tune_dose(
         "decoder_samples": decoder_samples or None,
     }
     files = find_splits(data)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with step_progress() as progress:
         task = progress.add_task("loading the training and validation splits", total=len(grid))
         X_train, X_val = (
             to_matrix(encode(load(files[s].path, columns=list(FEATURES)))) for s in ("training", "validation")

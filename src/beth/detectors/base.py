@@ -177,6 +177,14 @@ class MemberOutputs:
 OnMember = Callable[[str, int, float], None]
 
 
+def check_jobs(n_jobs: int | None, name: str = "n_jobs") -> None:
+    """Refuse a worker count other than None, a positive integer or -1 (one per CPU)."""
+    if n_jobs is not None and (
+        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1
+    ):
+        raise UsageError(f"{name} must be a positive integer or -1 (one per CPU), not {n_jobs!r}")
+
+
 class SeedEnsemble:
     """One detector per seed of a registered method (the paper: five, seeds 1..5).
 
@@ -202,8 +210,7 @@ class SeedEnsemble:
         if not self.seeds:
             raise UsageError("a seed ensemble needs at least one seed")
         self.params = dict(params or {})
-        if n_jobs is not None and (not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1):
-            raise UsageError(f"n_jobs must be a positive integer or -1 (all cores), not {n_jobs!r}")
+        check_jobs(n_jobs)
         self.n_jobs = n_jobs
 
     @property

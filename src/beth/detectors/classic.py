@@ -90,9 +90,15 @@ class WhitenedOneClassSVM(Detector):
         self.tol = tol
         self.random_state = random_state
 
+    def new_estimator(self) -> SGDOneClassSVM:
+        """The unfitted SGDOneClassSVM of these parameters (a saved one is loaded into it too)."""
+        return SGDOneClassSVM(
+            nu=self.nu, max_iter=self.max_iter, tol=self.tol, random_state=self.random_state
+        )
+
     def _fit(self, X: np.ndarray, X_val: np.ndarray | None) -> None:
         self.whitener_ = PCA(whiten=True).fit(X)
-        est = SGDOneClassSVM(nu=self.nu, max_iter=self.max_iter, tol=self.tol, random_state=self.random_state)
+        est = self.new_estimator()
         self.estimator_, self.fit_warnings_ = _fit_quietly(est.fit, self.whitener_.transform(X))
         # sklearn: anomaly iff decision < 0; our score is -decision, so iff score > 0.
         self.threshold_ = 0.0

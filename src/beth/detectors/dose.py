@@ -58,7 +58,7 @@ from beth.detectors.vae import (
     torch_threads,
 )
 from beth.errors import UsageError
-from beth.features import distinct_rows
+from beth.features import DistinctRows, distinct_rows
 
 #: Bump when a change makes old checkpoints or statistics wrong to reuse.
 FORMAT = "dose-2"
@@ -198,17 +198,19 @@ class DoSE(Detector):
         self.timings_["svm"] = time.perf_counter() - t0
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        fold = distinct_rows(self.vocabulary_.codes(X))
-        with torch_threads(self.threads):
-            stats = self._statistics(fold.rows, None, "scored")
+        fold, stats = self._distinct_statistics(X)
         return fold.expand(self.svm_.score_samples(stats))
 
     def statistics(self, X: Any) -> np.ndarray:
         """The five DoSE statistics of every row of X (columns in `STATISTICS` order)."""
-        X = self._check_input(X)
+        fold, stats = self._distinct_statistics(self._check_input(X))
+        return fold.expand(stats)
+
+    def _distinct_statistics(self, X: np.ndarray) -> tuple[DistinctRows, np.ndarray]:
+        """X's distinct rows and their statistics (computed once per distinct row)."""
         fold = distinct_rows(self.vocabulary_.codes(X))
         with torch_threads(self.threads):
-            return fold.expand(self._statistics(fold.rows, None, "scored"))
+            return fold, self._statistics(fold.rows, None, "scored")
 
     # -- the pieces --------------------------------------------------------------------------------
     def _train_vae(self, config: TrainConfig, train, val, device: torch.device) -> None:

@@ -130,7 +130,7 @@ def load_svm(path: Path, make: Any) -> Any | None:
             pca.n_components_ = pca.components_.shape[0]
             pca.n_features_in_ = pca.components_.shape[1]
             pca.n_samples_ = None
-            est = svm_estimator(svm)
+            est = svm.new_estimator()
             for a in _SVM_ATTRS:
                 setattr(est, a, saved[f"svm.{a}"])
             est.n_features_in_ = pca.n_components_
@@ -144,10 +144,3 @@ def load_svm(path: Path, make: Any) -> Any | None:
     svm.threshold_ = 0.0
     svm.n_features_in_ = pca.n_features_in_
     return svm
-
-
-def svm_estimator(svm: Any) -> Any:
-    """A new, unfitted SGDOneClassSVM with the parameters `WhitenedOneClassSVM` would give it."""
-    from sklearn.linear_model import SGDOneClassSVM
-
-    return SGDOneClassSVM(nu=svm.nu, max_iter=svm.max_iter, tol=svm.tol, random_state=svm.random_state)

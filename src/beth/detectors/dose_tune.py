@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from beth.detectors.base import check_matrix
+from beth.detectors.base import check_jobs, check_matrix
 from beth.detectors.vae import TrainConfig, Vocabulary, fit_vae, resolve_device, torch_threads
 from beth.errors import UsageError
 from beth.features import distinct_rows
@@ -58,7 +58,7 @@ class TuneResult:
     @property
     def best(self) -> Trial:
         """The lowest validation loss (the first such in grid order on a tie)."""
-        return min(self.trials, key=lambda t: (t.val_loss, self.trials.index(t)))
+        return min(self.trials, key=lambda t: t.val_loss)  # min keeps the first of equals
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: `method`, the chosen `params`, how they were chosen, every trial."""
@@ -140,6 +140,7 @@ def tune(
     if clash:
         raise UsageError(f"{', '.join(sorted(clash))} is searched by the grid; do not fix it in base")
     TrainConfig(**base)  # validate once, before any training
+    check_jobs(n_jobs)
     X_train = check_matrix(X_train, what="training matrix")
     X_val = check_matrix(X_val, n_features=X_train.shape[1], what="validation matrix")
     vocab = Vocabulary.fit(X_train)

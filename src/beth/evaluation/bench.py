@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from beth.data.load import BethFile, find_splits, load
-from beth.detectors.base import SeedEnsemble, seeds_for
+from beth.detectors.base import SeedEnsemble, check_jobs, seeds_for
 from beth.detectors.registry import CLASSICAL, Method, parse_methods
 from beth.errors import UsageError
 from beth.evaluation.metrics import LABELS, MetricValue, Targets, evaluate, seed_summary
@@ -286,10 +286,7 @@ def run_benchmark(
         if out_dir is not None and "work_dir" in inspect.signature(m.factory()).parameters:
             params[m.name].setdefault("work_dir", str(Path(out_dir) / "work" / m.name))
             params[m.name].setdefault("resume", resume)
-    if n_jobs is not None and (
-        isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs in (0,) or n_jobs < -1
-    ):
-        raise UsageError(f"jobs must be a positive integer or -1 (one per CPU), not {n_jobs!r}")
+    check_jobs(n_jobs, "jobs")
     files = find_splits(data_dir)
     need_val = any(m.uses_validation for m in chosen)
     n_loads = 2 + int(need_val)

@@ -24,7 +24,6 @@ PUBLISHED_NOTE = (
     "Published: Highnam et al. 2021, Table 5: ensemble AUROC on the BETH test split, label `sus`, "
     "the authors' procedure (our `paper` protocol)"
 )
-METRIC_NAMES = {"auroc": "AUROC", "auprc": "AUPRC"}
 STD_NOTE = "per seed = mean ± sample standard deviation (ddof=1) of the seeds' own values"
 
 
@@ -177,13 +176,12 @@ CSV_FIELDS = ("data", "method", "method_title", "protocol", "label", "metric", "
 def csv_rows(result: BenchResult) -> list[dict[str, Any]]:
     """One row per number: measured (ensemble, each seed, seed mean and std) and the published ones."""
     data = "synthetic" if result.synthetic else ("BETH" if result.is_kaggle_sized else "BETH-format")
-    titles = {m.name: m.title for m in result.methods}
     rows: list[dict[str, Any]] = []
     for m in result.methods:
         for label in result.labels:
             for protocol, metrics in PROTOCOL_METRICS.items():
                 for metric in metrics:
-                    base = {"data": data, "method": m.name, "method_title": titles[m.name]}
+                    base = {"data": data, "method": m.name, "method_title": m.title}
                     base |= {"protocol": protocol, "label": label, "metric": metric}
                     for v in result.values:
                         if (v.method, v.protocol, v.label, v.metric) == (m.name, protocol, label, metric):
@@ -211,6 +209,7 @@ def csv_text(result: BenchResult) -> str:
 
 def to_json(result: BenchResult) -> dict[str, Any]:
     """results.json: numbers with their names, and everything needed to reproduce them."""
+    rows = csv_rows(result)
     return {
         "title": title(result),
         "data": {
@@ -234,8 +233,8 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "protocols": PROTOCOLS,
         "labels": list(result.labels),
         "std": STD_NOTE,
-        "results": [row for row in csv_rows(result) if row["data"] != PUBLISHED],
-        "published": [row for row in csv_rows(result) if row["data"] == PUBLISHED],
+        "results": [row for row in rows if row["data"] != PUBLISHED],
+        "published": [row for row in rows if row["data"] == PUBLISHED],
         "timings_seconds": {"stages": result.timings, "per_seed": result.member_timings},
         "n_jobs": result.n_jobs,
         "fit_warnings": result.fit_warnings,
@@ -284,7 +283,7 @@ def terminal(result: BenchResult) -> Group:
         if published:
             head.append("published (paper, BETH)")
         extra = " (the paper's Table 5)" if published else ""
-        parts.append(_rich_table(f"AUROC, test label sus{extra}".replace("sus", label), head, rows))
+        parts.append(_rich_table(f"AUROC, test label {label}{extra}", head, rows))
     _, rows = _auprc_rows(result)
     head = ["method"] + [f"{lb}: {kind}" for lb in result.labels for kind in ("ensemble", f"{n} seeds")]
     parts.append(

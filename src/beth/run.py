@@ -174,7 +174,7 @@ class Pipeline:
             while not self._stop.is_set():
                 for event in sensor.poll(0.2):
                     publish(wrap(event))
-            for event in sensor.poll(0):  # what arrived before the stop
+            for event in sensor.drain():  # everything captured before the stop
                 publish(wrap(event))
         except BaseException as exc:  # reported by close()
             self._fail(exc)

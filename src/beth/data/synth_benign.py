@@ -373,17 +373,9 @@ def sshd_bruteforce() -> Template:
 @cache
 def journald_burst() -> Template:
     """journald meets a new log source: reads its /proc entries, checking ptrace access."""
-    proc = "/proc/{}/"
     rows: list[Ev] = []
     for name in ("comm", "cmdline", "status", "attr/current", "sessionid", "loginuid", "cgroup"):
-        rows += fopen(
-            proc + name,
-            32,
-            dev=PROC_DEV,
-            fstat=1 if name != "attr/current" else 0,
-            path_value=Fmt(proc.replace("{}", "{}") + name, (SCAN,)),
-            p=0.9,
-        )
+        rows += proc_file(SCAN, name, 32, fstat=1 if name != "attr/current" else 0, p=0.9)
         if name == "comm":
             rows += [ev("cap_capable", cap="CAP_SYS_PTRACE", times=(3, 3))]
     rows += [ev("fstat", fd=Var("rand", 20, 40), statbuf=ptr(6), p=0.3)]
@@ -394,7 +386,7 @@ def journald_burst() -> Template:
 @cache
 def systemd_poll() -> Template:
     """PID 1 reading /proc/<pid>/cgroup of its services and answering on its sockets."""
-    rows = fopen("/proc/{}/cgroup", 17, dev=PROC_DEV, path_value=Fmt("/proc/{}/cgroup", (SCAN,)))
+    rows = proc_file(SCAN, "cgroup", 17, fstat=1)
     rows += [
         ev(
             "accept4",
@@ -986,13 +978,7 @@ def session_teardown(
     ]
     if journal is not None:
         for name in ("comm", "cmdline", "status"):
-            rows += fopen(
-                f"/proc/{{}}/{name}",
-                38,
-                dev=PROC_DEV,
-                proc=journal,
-                path_value=Fmt(f"/proc/{{}}/{name}", (Var("pid", mon),)),
-            )
+            rows += proc_file(Var("pid", mon), name, 38, proc=journal, fstat=1)
             if name == "comm":
                 rows.append(ev("cap_capable", proc=journal, cap="CAP_SYS_PTRACE", times=(3, 3)))
     rows += [ev("close", proc=mon, fd=fd) for fd in (3, 4, 6, 7)]

@@ -14,7 +14,6 @@ from functools import cache
 from importlib import resources
 
 import polars as pl
-import pyarrow as pa
 
 # --- process logs ---------------------------------------------------------------------------------
 
@@ -130,8 +129,6 @@ DNS_NESTED_DTYPES: dict[str, pl.DataType] = {
     **{c: pl.List(pl.String()) for c in DNS_LIST_COLUMNS},
 }
 
-LABEL_COLUMNS: tuple[str, ...] = ("sus", "evil")
-
 
 class FileKind(enum.Enum):
     """What a BETH file holds, recognised from its header."""
@@ -142,21 +139,27 @@ class FileKind(enum.Enum):
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return {
-            FileKind.PROCESS: PROCESS_COLUMNS,
-            FileKind.HOST_PROCESS: HOST_PROCESS_COLUMNS,
-            FileKind.DNS: DNS_COLUMNS,
-        }[self]
+        return _COLUMNS[self]
 
     @property
     def dtypes(self) -> dict[str, pl.DataType]:
-        """Raw column types of this kind, in file order."""
-        table = DNS_DTYPES if self is FileKind.DNS else PROCESS_DTYPES
-        return {c: table[c] for c in self.columns}
+        """Raw column types of this kind, in file order (one shared dict per kind: do not modify)."""
+        return _DTYPES[self]
 
     @property
     def is_process(self) -> bool:
         return self is not FileKind.DNS
+
+
+_COLUMNS = {
+    FileKind.PROCESS: PROCESS_COLUMNS,
+    FileKind.HOST_PROCESS: HOST_PROCESS_COLUMNS,
+    FileKind.DNS: DNS_COLUMNS,
+}
+_DTYPES = {
+    kind: {c: (DNS_DTYPES if kind is FileKind.DNS else PROCESS_DTYPES)[c] for c in _COLUMNS[kind]}
+    for kind in FileKind
+}
 
 
 def kind_of_header(columns: list[str] | tuple[str, ...]) -> FileKind | None:
@@ -166,15 +169,6 @@ def kind_of_header(columns: list[str] | tuple[str, ...]) -> FileKind | None:
         if cols == kind.columns:
             return kind
     return None
-
-
-def arrow_schema(kind: FileKind, *, nested: bool = False) -> pa.Schema:
-    """The Arrow schema of a loaded table of `kind` (nested columns parsed when `nested`)."""
-    dtypes = dict(kind.dtypes)
-    if nested:
-        extra = DNS_NESTED_DTYPES if kind is FileKind.DNS else PROCESS_NESTED_DTYPES
-        dtypes.update({c: t for c, t in extra.items() if c in dtypes})
-    return pl.Schema(dtypes).to_arrow()
 
 
 # --- Tracee v0.5 event ids ------------------------------------------------------------------------
@@ -237,8 +231,3 @@ def events() -> dict[int, EventDef]:
 def event_ids() -> dict[str, int]:
     """Event name -> id."""
     return {ev.name: ev.id for ev in events().values()}
-
-
-def event_name(event_id: int) -> str:
-    """Name of a Tracee v0.5 event id; KeyError for ids Tracee v0.5 does not define."""
-    return events()[event_id].name

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from beth.errors import DataError
-
 _MAX_DEPTH = 8
 _WS = re.compile(r"[ \t]*")
 _INT = re.compile(r"[-+]?\d+")
@@ -173,23 +171,3 @@ def arg_record(arg: dict[str, Any]) -> dict[str, Any]:
         return {"name": arg["name"], "type": arg["type"], "kind": "list", "value": None,
                 "items": [v if isinstance(v, str) else repr(v) for v in value]}  # fmt: skip
     raise LiteralError(f"argument {arg['name']!r} has unsupported value {value!r}", 0)
-
-
-def record_value(record: dict[str, Any]) -> Any:
-    """Inverse of `arg_record` for the value: the int, str or list the argument held."""
-    kind = record["kind"]
-    if kind == "int":
-        return int(record["value"])
-    if kind == "list":
-        return list(record["items"])
-    return record["value"]
-
-
-def format_literal(value: Any) -> str:
-    """Write a value the way BETH files hold it (Python `repr`)."""
-    return repr(value)
-
-
-def field_error(exc: LiteralError, *, path: str, line: int | None, column: str) -> DataError:
-    """A DataError for a bad literal in `column` of `path` at `line`."""
-    return DataError(f"malformed Python literal: {exc}", path=path, line=line, column=column)

@@ -188,9 +188,9 @@ class Pipeline:
 
     def _report(self) -> None:
         while not self._stop.wait(self.opts.stats_interval):
-            self._send_stats(self._stats_channel)
+            self._send_stats()
 
-    def _send_stats(self, channel: Channel) -> None:
+    def _send_stats(self) -> None:
         assert self.publisher is not None
         record = {
             "time": time.time(),
@@ -198,7 +198,7 @@ class Pipeline:
             "publisher": self.publisher.stats().to_record(),
         }
         try:
-            self.publisher.publish(channel.wrap(record))
+            self.publisher.publish(self._stats_channel.wrap(record))
         except BethError as exc:
             self._fail(exc)
 
@@ -237,7 +237,7 @@ class Pipeline:
         summary: dict[str, Any] = {}
         try:
             if self.publisher is not None and self.error is None:
-                self._send_stats(self._stats_channel)
+                self._send_stats()
                 self.publisher.flush(timeout)
         except BethError as exc:
             self._fail(exc)

@@ -141,7 +141,6 @@ class BpfObject:
                 f"({verifier_tail(1)})"
             )
         self._obj: int | None = obj
-        self.loaded = False
 
     # -- before load ---------------------------------------------------------------------------
 
@@ -199,7 +198,6 @@ class BpfObject:
             tail = verifier_tail()
             more = "" if _VERBOSE else " (set BETH_BPF_VERBOSE=1 for the full verifier log)"
             raise SensorError(f"{err.message}{': ' + tail if tail else ''}{more}")
-        self.loaded = True
 
     # -- after load ----------------------------------------------------------------------------
 

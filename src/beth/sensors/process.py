@@ -294,10 +294,7 @@ class ProcessSensor:
         target = reader.producer()
         out: list[ProcessEvent] = []
         while reader.pos < target:
-            batch = self._drain()
-            if not batch and reader.pending() <= 0:
-                break
-            out += batch
+            out += self._drain()
         return out
 
     def __iter__(self) -> Iterator[ProcessEvent]:

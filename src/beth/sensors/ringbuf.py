@@ -38,14 +38,9 @@ class RingReader:
         self._poll.register(map_fd, select.POLLIN)
         if wake_fd is not None:  # another fd that ends a wait (the sensor's stop pipe)
             self._poll.register(wake_fd, select.POLLIN)
-        self.fd = map_fd
 
     def producer(self) -> int:
         return _U64.unpack_from(self._view, 0)[0]
-
-    def pending(self) -> int:
-        """Bytes written by the kernel and not read yet (committed or still being written)."""
-        return self.producer() - self.pos
 
     def read(self, max_bytes: int) -> bytes:
         """A copy of up to `max_bytes` of ring data from the consumer position on (whole records or

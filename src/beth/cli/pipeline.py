@@ -306,8 +306,9 @@ def broker_init_cmd(
     """
     from beth.transport.broker import init_broker
 
+    fqdn = socket.getfqdn()  # may ask DNS: once
     names = [*server_name]
-    for default in ("localhost", "127.0.0.1", "::1", socket.gethostname(), socket.getfqdn()):
+    for default in ("localhost", "127.0.0.1", "::1", socket.gethostname(), fqdn):
         if default not in names:
             names.append(default)
     host_list = [h.strip() for h in hosts.split(",") if h.strip()]
@@ -319,7 +320,7 @@ def broker_init_cmd(
     for host, path in files.hosts.items():
         table.add_row(host, f"{path}, {files.ca}")
     out.print(table)
-    url = f"tls://{server_name[0] if server_name else socket.getfqdn()}:{files.port}"
+    url = f"tls://{server_name[0] if server_name else fqdn}:{files.port}"
     out.print(f"start the broker:  beth broker --dir {files.directory}")
     out.print(
         f"collector:         beth collect --transport {url} --creds {files.collector} --ca {files.ca} ",

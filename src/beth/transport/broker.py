@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from beth.errors import TransportError, UsageError
-from beth.transport.envelope import host_token
+from beth.transport.envelope import DURABLE, STREAM, SUBJECT_PREFIX, host_token
 
 CONFIG_NAME = "nats-server.conf"
 
@@ -159,10 +159,6 @@ class NatsServer:
             self.proc.kill()
             self.proc.wait(5)
 
-    def restart(self, timeout: float = 10.0) -> None:
-        self.stop()
-        self.start(timeout)
-
     def __enter__(self) -> NatsServer:
         return self.start()
 
@@ -197,7 +193,7 @@ def inbox_prefix(user: str) -> str:
     return "_INBOX_" + user.replace(".", "_")
 
 
-def permissions(hosts: list[str], durable: str = "beth-collector") -> str:
+def permissions(hosts: list[str], durable: str = DURABLE) -> str:
     """The `authorization` block: a host may publish only to beth.<host>.> and subscribe only to its
     reply inbox; the collector may read the BETH stream through its durable consumer and publish to no
     beth subject. Users are certificate subjects (verify_and_map); anyone else is refused."""
@@ -210,26 +206,27 @@ def permissions(hosts: list[str], durable: str = "beth-collector") -> str:
         return f"    {{user: {_q('CN=' + user)}, permissions: {{{perms}}}}}"
 
     users = [
-        user_entry(host_user(h), [f"beth.{host_token(h)}.>"], f"{inbox_prefix(host_user(h))}.>")
+        user_entry(host_user(h), [f"{SUBJECT_PREFIX}.{host_token(h)}.>"], f"{inbox_prefix(host_user(h))}.>")
         for h in hosts
     ]
-    js = f"$JS.API.CONSUMER.%s.{STREAM_NAME}.{durable}"
+    js = f"$JS.API.CONSUMER.%s.{STREAM}.{durable}"
     collector_pub = [
-        f"$JS.API.STREAM.INFO.{STREAM_NAME}",
-        f"$JS.API.STREAM.CREATE.{STREAM_NAME}",
+        f"$JS.API.STREAM.INFO.{STREAM}",
+        f"$JS.API.STREAM.CREATE.{STREAM}",
         js % "INFO",
         js % "DELETE",
         js % "CREATE",
         (js % "CREATE") + ".>",
-        f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM_NAME}.{durable}",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{STREAM}.{durable}",
         js % "MSG.NEXT",
-        f"$JS.ACK.{STREAM_NAME}.{durable}.>",
+        f"$JS.ACK.{STREAM}.{durable}.>",
     ]
-    users.append(user_entry(COLLECTOR_USER, collector_pub, f"{inbox_prefix(COLLECTOR_USER)}.>", ("beth.>",)))
+    users.append(
+        user_entry(
+            COLLECTOR_USER, collector_pub, f"{inbox_prefix(COLLECTOR_USER)}.>", (f"{SUBJECT_PREFIX}.>",)
+        )
+    )
     return "authorization {\n  users = [\n" + "\n".join(users) + "\n  ]\n}"
-
-
-STREAM_NAME = "BETH"  # = beth.transport.nats.STREAM (kept here so configs need no client import)
 
 
 @dataclass(frozen=True)
@@ -250,7 +247,7 @@ def init_broker(
     listen: str = "0.0.0.0",
     port: int = 4222,
     days: int = 825,
-    durable: str = "beth-collector",
+    durable: str = DURABLE,
 ) -> BrokerFiles:
     """Create (or extend) a secured broker directory; see `beth broker init --help` for the layout.
 

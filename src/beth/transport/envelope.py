@@ -34,9 +34,10 @@ from beth.events import DnsEvent, ProcessEvent
 Event = ProcessEvent | DnsEvent
 
 PROCESS, DNS, STATS = "process", "dns", "stats"
-LOG_KINDS: tuple[str, ...] = (PROCESS, DNS)
 KINDS: tuple[str, ...] = (PROCESS, DNS, STATS)
 SUBJECT_PREFIX = "beth"
+#: The JetStream stream holding every host's events, and the collector's durable consumer on it.
+STREAM, DURABLE = "BETH", "beth-collector"
 
 _SAFE = re.compile(r"[A-Za-z0-9_-]")
 _TOKEN = re.compile(r"(?:[A-Za-z0-9_-]|%[0-9A-F]{2})+")
@@ -123,15 +124,6 @@ def parse_msg_id(text: str) -> tuple[str, str, str, int]:
     ):
         raise DataError(f"malformed message id {text!r}")
     return parts[0], parts[1], parts[2], int(parts[3])
-
-
-def kind_of(event: Event) -> str:
-    return PROCESS if isinstance(event, ProcessEvent) else DNS
-
-
-def host_of(event: Event) -> str:
-    """The host an event claims to come from: hostName (process) or SensorId (DNS)."""
-    return event.hostName if isinstance(event, ProcessEvent) else event.SensorId
 
 
 class Channel:

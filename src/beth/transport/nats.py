@@ -43,10 +43,17 @@ from nats.protocol import parser as nats_parser
 
 from beth.errors import DataError, TransportError, UsageError
 from beth.transport.base import Arrivals, Delivery, Publisher, PublisherStats, Subscriber
-from beth.transport.envelope import KINDS, STATS, SUBJECT_PREFIX, Envelope, parse_msg_id, parse_subject
+from beth.transport.envelope import (
+    DURABLE,
+    KINDS,
+    STATS,
+    STREAM,
+    SUBJECT_PREFIX,
+    Envelope,
+    parse_msg_id,
+    parse_subject,
+)
 
-STREAM = "BETH"
-DURABLE = "beth-collector"
 STREAM_SUBJECTS = [f"{SUBJECT_PREFIX}.*.{kind}" for kind in KINDS]
 MSG_ID = "Nats-Msg-Id"
 
@@ -60,6 +67,7 @@ class Endpoint:
     ca: Path | None = None  # PEM file of the CA that signed the server's certificate
     name: str = "beth"
     inbox_prefix: str = "_INBOX"
+    user: str | None = None  # the identity in the client certificate (its CN), if any
 
     @classmethod
     def parse(
@@ -73,22 +81,14 @@ class Endpoint:
         for label, path in (("--creds", creds), ("--ca", ca)):
             if path is not None and not Path(path).is_file():
                 raise UsageError(f"{label} file not found: {path}")
-        prefix = "_INBOX"
+        prefix, user = "_INBOX", None
         if creds is not None:
             from beth.transport.broker import inbox_prefix
             from beth.transport.pki import check_client_pem, common_name
 
-            prefix = inbox_prefix(common_name(check_client_pem(Path(creds))))
-        return cls(url, Path(creds) if creds else None, Path(ca) if ca else None, name, prefix)
-
-    @property
-    def user(self) -> str | None:
-        """The identity in the client certificate (its CN), if any."""
-        if self.creds is None:
-            return None
-        from beth.transport.pki import check_client_pem, common_name
-
-        return common_name(check_client_pem(self.creds))
+            user = common_name(check_client_pem(Path(creds)))
+            prefix = inbox_prefix(user)
+        return cls(url, Path(creds) if creds else None, Path(ca) if ca else None, name, prefix, user)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.ca is None and self.creds is None and not self.url.startswith("tls://"):
@@ -692,8 +692,6 @@ async def ensure_stream(nc: Client, log: Callable[[str], None], **config: Any) -
 class NatsSubscriber(Subscriber):
     """Collector side of the NATS transport (see the module docstring)."""
 
-    untrusted = True
-
     def __init__(
         self,
         endpoint: Endpoint,
@@ -717,7 +715,7 @@ class NatsSubscriber(Subscriber):
         except BaseException:
             self._loop.stop()
             raise
-        self._conn.on_reconnect.append(self._pull_again)
+        self._conn.on_reconnect.append(lambda: self._pull_soon(replace=True))  # the open request died
 
     async def _start(self, stream_max_bytes: int) -> None:
         nc = self._conn.nc
@@ -807,13 +805,9 @@ class NatsSubscriber(Subscriber):
         if self._outstanding == 0:
             self._pull_soon()
 
-    def _pull_soon(self) -> None:
+    def _pull_soon(self, replace: bool = False) -> None:
         """`_pull` from a plain function on the loop (the task is kept until it is done)."""
-        self._pulling = asyncio.ensure_future(self._pull())
-
-    def _pull_again(self) -> None:
-        """After a reconnect: the open request died with the old connection."""
-        self._pulling = asyncio.ensure_future(self._pull(replace=True))
+        self._pulling = asyncio.ensure_future(self._pull(replace=replace))
 
     def _group(self, msgs: list[_Received]) -> list[Delivery]:
         """`msgs` (in stream order) as deliveries: one per run of consecutive messages of a sensor

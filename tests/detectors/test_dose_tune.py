@@ -131,3 +131,19 @@ def test_cli_errors_are_one_line(args: list[str], message: str, capsys: pytest.C
     assert info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"beth: error: {message}"), lines
+
+
+def test_bench_reports_all_four_methods_under_both_protocols(tiny_splits: Path, tmp_path: Path) -> None:
+    """Issue 4's acceptance run (`--methods rcov,svm,ifor,dose`), on small splits with short training."""
+    from beth.evaluation.bench import run_benchmark
+
+    res = run_benchmark(tiny_splits, "rcov,svm,ifor,dose", 2, tmp_path, params={"dose": FAST})
+    md = (tmp_path / "results.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| Method | `paper` AUROC `sus`"))
+    body = md.split(header)[1].splitlines()[2:6]
+    titles = ["Robust covariance", "One-class SVM", "Isolation forest", "VAE + DoSE-SVM"]
+    assert [row.split(" | ")[0] for row in body] == [f"| {t}" for t in titles]
+    for method in ("rcov", "svm", "ifor", "dose"):
+        for protocol in ("paper", "scores"):
+            for label in ("sus", "evil"):
+                assert 0.0 <= res.value(method, protocol, label) <= 1.0

@@ -8,6 +8,8 @@ how much it lost: losing an event silently is never acceptable.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol, Self, runtime_checkable
@@ -15,6 +17,27 @@ from typing import Protocol, Self, runtime_checkable
 from beth.events import DnsEvent, ProcessEvent
 
 Event = ProcessEvent | DnsEvent
+
+
+class WakePipe:
+    """A non-blocking pipe whose read end ends a sensor's wait: `stop()` writes a byte to it, which
+    is safe from any thread and from a signal handler."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
+            os.write(self.write_fd, b"x")
+
+    def clear(self) -> None:
+        """Take back pending wake-ups (the next wait blocks again)."""
+        with contextlib.suppress(OSError):  # nothing pending
+            os.read(self.read_fd, 64)
+
+    def close(self) -> None:
+        os.close(self.read_fd)
+        os.close(self.write_fd)
 
 
 @dataclass(slots=True)

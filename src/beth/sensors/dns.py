@@ -12,10 +12,8 @@ the socket buffer was full, from PACKET_STATISTICS). Timestamps are the kernel's
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import logging
-import os
 import socket
 import struct
 import time
@@ -25,7 +23,7 @@ from typing import Self
 
 from beth.errors import SensorError, UsageError
 from beth.events import DnsEvent
-from beth.sensors.base import SensorStats
+from beth.sensors.base import SensorStats, WakePipe
 from beth.sensors.dns_capture import NotDns, RecentPackets, TcpStreams, bpf_program, pack_program, parse_ip
 from beth.sensors.dns_ring import PacketRing
 from beth.sensors.dns_wire import DnsWireError, class_name, parse_message, type_name
@@ -99,7 +97,7 @@ class DnsSensor:
         self._sock: socket.socket | None = None
         self._ring: PacketRing | None = None
         self._filter_buf: ctypes.Array[ctypes.c_char] | None = None
-        self._wake_r = self._wake_w = -1
+        self._wake: WakePipe | None = None
         self._stopped = False
         self._stats = SensorStats("dns")
         self._tcp = TcpStreams()
@@ -145,9 +143,7 @@ class DnsSensor:
             sock.close()
             raise
         self._sock = sock
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake = WakePipe()
         self._stopped = False
 
     def close(self) -> None:
@@ -158,10 +154,9 @@ class DnsSensor:
             self._ring = None
             self._sock.close()
             self._sock = None
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
 
     @property
     def stopped(self) -> bool:
@@ -169,24 +164,22 @@ class DnsSensor:
 
     def stop(self) -> None:
         self._stopped = True
-        if self._wake_w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._wake_w, b"x")
+        if self._wake is not None:
+            self._wake.wake()
 
     # --- reading ---
 
     def poll(self, timeout: float = 0.1) -> list[DnsEvent]:
         """DNS events of the packets that arrived, waiting at most `timeout` s for the first."""
-        ring = self._ring
-        if ring is None:
+        ring, wake = self._ring, self._wake
+        if ring is None or wake is None:
             raise SensorError("the DNS sensor is not started")
         events: list[DnsEvent] = []
-        if ring.wait(timeout, self._wake_r):
+        if ring.wait(timeout, wake.read_fd):
             packet = self._packet
             for data, proto, ifindex, _pkttype, when in ring.packets():
                 packet(data, proto, ifindex, when, events)
-        with contextlib.suppress(OSError):
-            os.read(self._wake_r, 64)
+        wake.clear()
         now = time.monotonic()
         if now - self._last_drop_check > 0.5:
             self._last_drop_check = now

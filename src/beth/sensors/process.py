@@ -13,7 +13,6 @@ warning, never dropped silently.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -23,7 +22,7 @@ from typing import Self
 
 from beth.errors import SensorError, UsageError
 from beth.events import ProcessEvent
-from beth.sensors.base import SensorStats
+from beth.sensors.base import SensorStats, WakePipe
 from beth.sensors.kernel import (
     check_kernel,
     check_object,
@@ -115,7 +114,7 @@ class ProcessSensor:
         self._reader: RingReader | None = None
         self._counters_fd = -1
         self._ncpus = 0
-        self._wake_r, self._wake_w = -1, -1
+        self._wake: WakePipe | None = None
         self._stopped = False
         self._events = 0
         self._malformed = 0
@@ -199,8 +198,8 @@ class ProcessSensor:
                 map_update(obj.map_fd("noaudit_ranges"), i.to_bytes(4, "little"), TEXT_RANGE.pack(start, end))
             self._counters_fd = obj.map_fd("counters")
             self._ncpus = num_possible_cpus()
-            self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._reader = RingReader(obj.map_fd("events"), self.ring_bytes, wake_fd=self._wake_r)
+            self._wake = WakePipe()
+            self._reader = RingReader(obj.map_fd("events"), self.ring_bytes, wake_fd=self._wake.read_fd)
             # children first, so that nothing forked while the rest attaches escapes the pid filter
             for prog in sorted(programs, key=lambda p: p != "on_fork"):
                 obj.attach(prog)
@@ -222,17 +221,15 @@ class ProcessSensor:
         self._close_pipe()
 
     def _close_pipe(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        if self._wake is not None:
+            self._wake.close()
+            self._wake = None
 
     def stop(self) -> None:
         """End a running iteration soon (after what is already buffered); signal- and thread-safe."""
         self._stopped = True
-        if self._wake_w >= 0:
-            with contextlib.suppress(OSError):  # the pipe is full: a wake-up is pending anyway
-                os.write(self._wake_w, b"x")
+        if self._wake is not None:
+            self._wake.wake()
 
     @property
     def stopped(self) -> bool:

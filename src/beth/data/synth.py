@@ -27,6 +27,7 @@ import polars as pl
 
 from beth.data import synth_attack as atk
 from beth.data import synth_benign as ben
+from beth.data.load import SPLITS
 from beth.data.synth_hosts import SPLIT_HOSTS, Host, make_host
 from beth.data.synth_render import Stream, label_counts, render
 from beth.data.synth_template import Template, composition
@@ -34,7 +35,6 @@ from beth.data.write import Format, write_table
 from beth.errors import UsageError
 from beth.schema import PROCESS_COLUMNS, FileKind
 
-SPLITS = ("training", "validation", "testing")
 SPLIT_ROWS: dict[str, int] = {s: sum(h.values()) for s, h in SPLIT_HOSTS.items()}  # 763,144 / 188,967 x2
 PAPER_ROWS = sum(SPLIT_ROWS.values())  # 1,141,078
 

@@ -16,10 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Union
 
+from beth.features import HOST_MOUNT_NAMESPACE as HOST_MNT  # BETH's hosts' own: 4026531840
 from beth.schema import event_ids, events
-
-#: The initial (host) mount namespace: 4026531840 = 0xF0000000.
-HOST_MNT = 4026531840
 
 #: Events whose BETH rows carry fewer arguments than Tracee v0.5's parameter list: BETH's
 #: cap_capable has only `cap`, its execve only `pathname` and `argv` (argsNum 1 and 2).

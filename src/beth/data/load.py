@@ -13,7 +13,6 @@ are parsed once per distinct value with `beth.data.literal` (never `eval`).
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from beth.data.literal import LiteralError, arg_record, parse_args, parse_str_list
-from beth.data.write import META_KIND, META_NOTE, META_SYNTHETIC
+from beth.data.write import META_KIND, META_NOTE, META_SYNTHETIC, rows_to_frame
 from beth.errors import DataError, UsageError
 from beth.schema import (
     DNS_LIST_COLUMNS,
@@ -247,17 +246,6 @@ def _careful_rows(bf: BethFile, on_bad_rows: OnBadRows, report: LoadReport | Non
     return good
 
 
-def _rows_to_frame(kind: FileKind, rows: list[list[str]]) -> pl.DataFrame:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(kind.columns)
-    writer.writerows(rows)
-    return pl.read_csv(
-        io.BytesIO(buf.getvalue().encode("utf-8", errors="surrogateescape")),
-        schema=kind.dtypes,
-    )
-
-
 def lines_of_rows(path: str | Path, rows: Iterable[int]) -> dict[int, int]:
     """Physical line (1-based) where each data row (0-based, after the header) starts; one pass."""
     wanted, found = set(rows), {}
@@ -304,7 +292,7 @@ def _read_csv(bf: BethFile, columns: list[str], on_bad_rows: OnBadRows, report: 
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError):
         pass
     rows = _careful_rows(bf, on_bad_rows, report)
-    df = _rows_to_frame(kind, rows).select(columns)
+    df = rows_to_frame(kind, rows, errors="surrogateescape").select(columns)
     if on_bad_rows == "error" and not _null_check(df, kind):  # pragma: no cover - careful pass is stricter
         raise DataError("rows with missing values", path=bf.path)
     return df

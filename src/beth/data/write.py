@@ -163,6 +163,14 @@ def format_of(path: str | Path) -> Format:
     return fmt  # type: ignore[return-value]
 
 
+def rows_to_frame(kind: FileKind, rows: list[list[str]], *, errors: str = "strict") -> pl.DataFrame:
+    """CSV text fields of `kind` as a typed frame (polars parses them exactly as it reads a file);
+    `errors`: how text that is not UTF-8 is encoded ("surrogateescape" passes it through as bytes)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([kind.columns, *rows])
+    return pl.read_csv(io.BytesIO(buf.getvalue().encode("utf-8", errors=errors)), schema=kind.dtypes)
+
+
 class EventWriter:
     """Streaming writer of ProcessEvents or DnsEvents to one file or stdout ('-').
 
@@ -245,10 +253,8 @@ class EventWriter:
     def _write_row_group(self) -> None:
         if not self._pending:
             return
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator="\n").writerows([self.kind.columns, *self._pending])
+        df = rows_to_frame(self.kind, self._pending)
         self._pending.clear()
-        df = pl.read_csv(io.BytesIO(buf.getvalue().encode()), schema=self.kind.dtypes)
         table: pa.Table = df.to_arrow().replace_schema_metadata(
             parquet_metadata(self.kind, synthetic=self._synthetic)
         )
